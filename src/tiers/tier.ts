@@ -1,0 +1,82 @@
+/**
+ * The cache tier: where cached values live (process memory, Redis, two tiers).
+ *
+ * A tier keeps versions. Every write to a tier is conditional, so that no caller can replace a
+ * newer version with an older one (contract 1), and loads fill the tier only under a lease that
+ * any write to the key revokes (contract 2, the memcache lease).
+ *
+ * Keys reaching a tier are already namespaced by collection (`collection:key`).
+ */
+
+/** What a tier holds for a key. */
+export type TierEntry =
+  /** A cached value: frozen JSON data. */
+  | { kind: 'value'; version: number; value: unknown; freshUntil: number; staleUntil: number }
+  /** The database has no row for the key (negative caching). */
+  | { kind: 'absent'; version: number; freshUntil: number; staleUntil: number }
+  /**
+   * The key was invalidated at `version`: reads miss, and nothing older than `version` may be
+   * cached again while the tombstone lives (until `staleUntil`).
+   */
+  | { kind: 'tombstone'; version: number; freshUntil: number; staleUntil: number };
+
+/** A permission to fill a missed key; revoked by any write or invalidation of that key. */
+export interface Lease {
+  readonly key: string;
+  readonly token: string;
+}
+
+export interface TierCapabilities {
+  /** Other processes see this tier (Redis); a memory tier is private to the process. */
+  readonly shared: boolean;
+  /** The tier can invalidate a key (all built-in tiers can; contract 8 requires it for write-through). */
+  readonly invalidate: boolean;
+  /** Entries may be evicted under memory pressure (write-back keeps dirty entries elsewhere). */
+  readonly evicts: boolean;
+}
+
+export interface Tier {
+  /** Short name for stats and errors: 'memory', 'redis', ... */
+  readonly kind: string;
+  readonly capabilities: TierCapabilities;
+
+  /** The entry for `key`, expired or not (the caller judges freshness), or undefined. */
+  get(key: string): Promise<TierEntry | undefined>;
+  getMany(keys: readonly string[]): Promise<(TierEntry | undefined)[]>;
+
+  /**
+   * Stores `entry` unless the tier holds something at least as new: a value or absent marker
+   * with version >= entry.version, or a tombstone with version > entry.version.
+   * Revokes leases on the key when it applies. Resolves to whether it applied.
+   */
+  set(key: string, entry: TierEntry): Promise<boolean>;
+  setMany(items: readonly { key: string; entry: TierEntry }[]): Promise<boolean[]>;
+
+  /**
+   * Replaces whatever is cached with a tombstone at `version` (or at the cached entry's version
+   * when omitted), unless the cached entry is newer; revokes leases. The tombstone lives `ttlMs`.
+   */
+  invalidate(key: string, version: number | undefined, ttlMs: number): Promise<void>;
+
+  /** Removes the entry only if its version is exactly `version` (no tombstone); revokes leases. */
+  remove(key: string, version: number): Promise<boolean>;
+
+  /** Takes a lease for filling `key` after a miss. */
+  lease(key: string, ttlMs: number): Promise<Lease>;
+
+  /**
+   * Stores `entry` only if `lease` is still valid (nothing wrote or invalidated the key since the
+   * lease was taken) and the entry is not older than what the tier holds. Consumes the lease.
+   */
+  fill(key: string, entry: TierEntry, lease: Lease): Promise<boolean>;
+
+  /** Drops everything this tier holds for this cache. */
+  clear(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Whether `next` may replace `current` under the version rules above. */
+export function isNewer(next: TierEntry, current: TierEntry | undefined): boolean {
+  if (current === undefined) return true;
+  return current.kind === 'tombstone' ? next.version >= current.version : next.version > current.version;
+}
