@@ -27,6 +27,8 @@ export interface Lease {
 }
 
 export interface TierCapabilities {
+  /** Answers in-process without I/O (memory); the core then skips per-call timeouts on the hot path. */
+  readonly inProcess: boolean;
   /** Other processes see this tier (Redis); a memory tier is private to the process. */
   readonly shared: boolean;
   /** The tier can invalidate a key (all built-in tiers can; contract 8 requires it for write-through). */
@@ -67,6 +69,8 @@ export interface Tier {
   /**
    * Stores `entry` only if `lease` is still valid (nothing wrote or invalidated the key since the
    * lease was taken) and the entry is not older than what the tier holds. Consumes the lease.
+   * Version 0 means "unknown" (a store without versions, a cache-aside fill): the entry then takes
+   * the version of whatever the tier holds, so any later write replaces it.
    */
   fill(key: string, entry: TierEntry, lease: Lease): Promise<boolean>;
 

@@ -1,0 +1,149 @@
+/**
+ * createCache: wires a tier, a store and a clock, and owns the collections declared on it.
+ * One declaration per kind of data; declaring a name again with another policy is refused
+ * (the seed's "mixing patterns inconsistently").
+ */
+import { systemClock, type Clock } from './clock.js';
+import { Collection } from './collection.js';
+import { toMs, type Duration } from './duration.js';
+import { CachewiseError } from './errors.js';
+import { CacheEventEmitter } from './events.js';
+import { assertCollectionName } from './keys.js';
+import { CollectionContext } from './patterns/context.js';
+import { DeadLetterList, type DeadLetter } from './patterns/write-back/dead-letters.js';
+import type { UnflushedWrite } from './patterns/writer.js';
+import { resolvePolicy, samePolicy, SEED_RULES, type CollectionPolicy } from './policy.js';
+import { CollectionStats, type CollectionStatsSnapshot } from './stats.js';
+import type { Store } from './stores/store.js';
+import { memoryTier } from './tiers/memory-tier.js';
+import type { Tier } from './tiers/tier.js';
+import { Once } from './util/once.js';
+import { VersionClock } from './version-clock.js';
+
+export interface CacheOptions {
+  /** Where cached values live. Default: memoryTier(). */
+  tier?: Tier;
+  /** The database. Required: cachewise writes to it (sqliteStore, functionStore, ...). */
+  store: Store;
+  /** Time source; tests pass a ManualClock. Default: the system clock. */
+  clock?: Clock;
+}
+
+export interface CloseReport {
+  /** Write-back writes that were not in the database when the deadline passed. */
+  readonly unflushed: readonly (UnflushedWrite & { readonly collection: string })[];
+  /** Of those, acknowledged writes that are lost for good (durability 'none'). */
+  readonly lost: number;
+}
+
+export interface CacheStats {
+  readonly collections: Readonly<Record<string, CollectionStatsSnapshot>>;
+}
+
+export async function createCache(options: CacheOptions): Promise<Cache> {
+  if (typeof options !== 'object' || options === null) {
+    throw new CachewiseError('E_INVALID_OPTION', 'createCache needs an options object', 'pass { store: sqliteStore(file) } at least');
+  }
+  const store = options.store;
+  if (!isStore(store)) {
+    throw new CachewiseError('E_INVALID_OPTION', 'createCache option "store" is missing or is not a store', 'pass store: sqliteStore(file), functionStore({...}) or another Store');
+  }
+  const tier = options.tier ?? memoryTier({ clock: options.clock });
+  if (!isTier(tier)) {
+    throw new CachewiseError('E_INVALID_OPTION', 'createCache option "tier" is not a tier', 'pass tier: memoryTier() or another Tier');
+  }
+  return new Cache(tier, store, options.clock ?? systemClock);
+}
+
+export class Cache {
+  /** Events for every failure the cache absorbed: cache.events.on('dead-letter', ...). */
+  readonly events = new CacheEventEmitter();
+  private readonly collections = new Map<string, Collection<unknown>>();
+  private readonly versions: VersionClock;
+  private readonly deadLetterList = new DeadLetterList();
+  private closing: Promise<CloseReport> | undefined;
+
+  /** @internal Use createCache(). */
+  constructor(
+    readonly tier: Tier,
+    readonly store: Store,
+    private readonly clock: Clock,
+  ) {
+    this.versions = new VersionClock(clock);
+  }
+
+  /**
+   * Declares a kind of data with its policy and returns its typed handle. Declaring the same
+   * name again returns the same handle if the policy is the same, and is refused otherwise.
+   */
+  collection<T>(name: string, policy: CollectionPolicy): Collection<T> {
+    if (this.closing !== undefined) throw new CachewiseError('E_CLOSED', 'the cache is closed', 'create a new cache');
+    assertCollectionName(name);
+    const resolved = resolvePolicy(name, policy, { hasJournal: false, tierCanInvalidate: this.tier.capabilities.invalidate });
+    const existing = this.collections.get(name);
+    if (existing !== undefined) {
+      if (samePolicy(existing.policy, resolved)) return existing as Collection<T>;
+      throw new CachewiseError(
+        'E_POLICY_CONFLICT',
+        `collection "${name}" is already declared with another policy. The seed: "${SEED_RULES.mixingPatterns}"`,
+        'declare each kind of data once, and share its handle',
+        { details: { collection: name } },
+      );
+    }
+    const stats = new CollectionStats(name, resolved.write, resolved.read);
+    const ctx = new CollectionContext(name, resolved, this.tier, this.store, this.versions, this.clock, this.events, stats);
+    const preparation = new Once(async () => {
+      await this.store.prepare(name);
+      if (this.store.maxVersion) this.versions.observe(await this.store.maxVersion(name));
+    });
+    // Start early; a failure surfaces (and is retried) on the first operation.
+    preparation.wait().catch(() => undefined);
+    const collection = new Collection<T>(ctx, this.deadLetterList, preparation);
+    this.collections.set(name, collection as Collection<unknown>);
+    return collection;
+  }
+
+  /** Counters and latencies of every collection. */
+  stats(): CacheStats {
+    const collections: Record<string, CollectionStatsSnapshot> = {};
+    for (const [name, collection] of this.collections) collections[name] = collection.stats();
+    return { collections };
+  }
+
+  /** Write-back writes that went to the dead letters (the newest 10,000), with their reasons. */
+  deadLetters(): readonly DeadLetter[] {
+    return this.deadLetterList.list();
+  }
+
+  /**
+   * Stops accepting writes, drains write-back queues until `timeout` (default '10s'), then closes
+   * the tier and the store. Reports what could not be flushed. Safe to call more than once.
+   */
+  close(options: { timeout?: Duration } = {}): Promise<CloseReport> {
+    const timeoutMs = options.timeout === undefined ? 10_000 : toMs(options.timeout, 'timeout');
+    this.closing ??= this.closeNow(timeoutMs);
+    return this.closing;
+  }
+
+  private async closeNow(timeoutMs: number): Promise<CloseReport> {
+    const drained = await Promise.all(
+      [...this.collections.values()].map(async (collection) => {
+        const unflushed = await collection.close(timeoutMs);
+        const lost = collection.policy.durability === 'none' ? unflushed.length : 0;
+        return { lost, unflushed: unflushed.map((w) => ({ ...w, collection: collection.name })) };
+      }),
+    );
+    await Promise.allSettled([this.tier.close(), this.store.close()]);
+    return { unflushed: drained.flatMap((d) => d.unflushed), lost: drained.reduce((sum, d) => sum + d.lost, 0) };
+  }
+}
+
+function isStore(value: unknown): value is Store {
+  const s = value as Store;
+  return typeof s === 'object' && s !== null && typeof s.load === 'function' && typeof s.write === 'function' && typeof s.prepare === 'function';
+}
+
+function isTier(value: unknown): value is Tier {
+  const t = value as Tier;
+  return typeof t === 'object' && t !== null && typeof t.get === 'function' && typeof t.fill === 'function' && typeof t.capabilities === 'object';
+}

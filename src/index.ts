@@ -1,0 +1,15 @@
+/** cachewise: keeps a cache and a database in step. The public API, and nothing else. */
+export { createCache, Cache, type CacheOptions, type CacheStats, type CloseReport } from './cache.js';
+export { Collection, type FillLease, type LookupResult, type WriteResult } from './collection.js';
+export type { CollectionPolicy, WritePattern, ReadPattern, Durability, FlushOptions, RetryOptions, PendingOptions, ResolvedPolicy } from './policy.js';
+export { SEED_RULES } from './policy.js';
+export { CachewiseError, ErrorCodes, isCachewiseError, type ErrorCode } from './errors.js';
+export { systemClock, ManualClock, type Clock } from './clock.js';
+export type { Duration } from './duration.js';
+export type { CacheEvents, CacheEventName } from './events.js';
+export type { CollectionStatsSnapshot, LatencySummary } from './stats.js';
+export type { DeadLetter } from './patterns/write-back/dead-letters.js';
+export type { UnflushedWrite } from './patterns/writer.js';
+export { memoryTier, type MemoryTierOptions } from './tiers/memory-tier.js';
+export type { Tier, TierEntry, TierCapabilities, Lease } from './tiers/tier.js';
+export { notApplied, type Store, type StoreRecord, type StoreWrite, type WriteOutcome } from './stores/store.js';

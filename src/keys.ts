@@ -1,0 +1,24 @@
+/** Keys and collection names (contract 9): validated before anything is read or written. */
+import { CachewiseError } from './errors.js';
+
+export const MAX_KEY_LENGTH = 512;
+const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9_]{0,47}$/;
+
+export function assertKey(key: unknown): asserts key is string {
+  if (typeof key === 'string' && key.length > 0 && key.length <= MAX_KEY_LENGTH && !key.includes('\u0000')) return;
+  const got = typeof key === 'string' ? (key.length === 0 ? 'an empty string' : key.length > MAX_KEY_LENGTH ? `a string of ${key.length} characters` : 'a string with a NUL character') : `a ${key === null ? 'null' : typeof key}`;
+  throw new CachewiseError(
+    'E_INVALID_KEY',
+    `a key must be a non-empty string of at most ${MAX_KEY_LENGTH} characters without NUL, got ${got}`,
+    'convert ids with String(id), and hash long keys',
+  );
+}
+
+export function assertCollectionName(name: unknown): asserts name is string {
+  if (typeof name === 'string' && COLLECTION_NAME.test(name)) return;
+  throw new CachewiseError(
+    'E_INVALID_OPTION',
+    `a collection name must match ${COLLECTION_NAME.source}, got ${JSON.stringify(name) ?? String(name)}`,
+    'use a letter followed by letters, digits or underscores (it also names a database table)',
+  );
+}

@@ -1,0 +1,155 @@
+/**
+ * What every pattern of one collection shares: its parts (tier, store, clocks), its policy, and
+ * the guarded ways to touch the tier. A tier failure never escapes as a crash: reads fall back to
+ * the database, and a key whose cached copy could not be updated or invalidated is quarantined
+ * (reads of it bypass the tier) until an invalidation gets through.
+ */
+import type { Clock } from '../clock.js';
+import type { CacheEventEmitter } from '../events.js';
+import type { ResolvedPolicy } from '../policy.js';
+import type { CollectionStats } from '../stats.js';
+import type { Store } from '../stores/store.js';
+import type { Lease, Tier, TierEntry } from '../tiers/tier.js';
+import { withTimeout } from '../util/timeout.js';
+import type { VersionClock } from '../version-clock.js';
+
+/** How often quarantined keys retry their invalidation. */
+const REPAIR_INTERVAL_MS = 1_000;
+
+export class CollectionContext {
+  private readonly quarantined = new Map<string, number | undefined>();
+  private cancelRepair: (() => void) | undefined;
+  private readonly tierTimeoutMs: number;
+
+  constructor(
+    readonly name: string,
+    readonly policy: ResolvedPolicy,
+    readonly tier: Tier,
+    readonly store: Store,
+    readonly versions: VersionClock,
+    readonly clock: Clock,
+    readonly events: CacheEventEmitter,
+    readonly stats: CollectionStats,
+  ) {
+    this.tierTimeoutMs = tier.capabilities.inProcess ? 0 : policy.tierTimeoutMs;
+  }
+
+  /** The tier's key for a collection key. Collection names hold no ':', so this is unambiguous. */
+  tierKey(key: string): string {
+    return `${this.name}:${key}`;
+  }
+
+  isQuarantined(key: string): boolean {
+    return this.quarantined.size > 0 && this.quarantined.has(key);
+  }
+
+  /** Runs a tier call within the tier timeout; failures are counted and reported, then rethrown. */
+  async callTier<T>(operation: string, key: string | undefined, call: () => Promise<T>): Promise<T> {
+    try {
+      return this.tierTimeoutMs > 0 ? await withTimeout(call(), this.tierTimeoutMs, `cache tier ${operation}`) : await call();
+    } catch (error) {
+      this.stats.counters.tierErrors++;
+      this.events.emit('tier-error', { collection: this.name, key, operation, error });
+      throw error;
+    }
+  }
+
+  /** A value entry, fresh for the TTL less a random jitter. */
+  valueEntry(value: unknown, version: number): TierEntry {
+    const now = this.clock.now();
+    const freshUntil = now + this.jitteredTtl(this.policy.ttlMs);
+    return { kind: 'value', version, value, freshUntil, staleUntil: freshUntil + this.staleWindowMs() };
+  }
+
+  /** A negative entry: the database has no row. */
+  absentEntry(version: number): TierEntry {
+    const freshUntil = this.clock.now() + this.jitteredTtl(this.policy.negativeTtlMs);
+    return { kind: 'absent', version, freshUntil, staleUntil: freshUntil };
+  }
+
+  /** Writes an entry to the tier; if that fails, protects the key instead. Never throws. */
+  async cacheWrite(key: string, entry: TierEntry): Promise<void> {
+    try {
+      await this.callTier('set', key, () => this.tier.set(this.tierKey(key), entry));
+      if (this.isQuarantined(key)) this.quarantined.delete(key);
+    } catch {
+      await this.protect(key, entry.version);
+    }
+  }
+
+  /**
+   * Makes sure no read serves a cached copy older than `version`: a tombstone in the tier, or,
+   * if the tier cannot be reached, quarantine of the key in this process. Never throws.
+   */
+  async protect(key: string, version: number | undefined): Promise<void> {
+    try {
+      await this.callTier('invalidate', key, () => this.tier.invalidate(this.tierKey(key), version, this.policy.tombstoneTtlMs));
+      if (this.isQuarantined(key)) this.quarantined.delete(key);
+    } catch (error) {
+      this.quarantine(key, version, error);
+    }
+  }
+
+  /** Takes a fill lease, or undefined when the tier cannot be reached (the load then skips the fill). */
+  async tryLease(key: string): Promise<Lease | undefined> {
+    try {
+      return await this.callTier('lease', key, () => this.tier.lease(this.tierKey(key), this.policy.tombstoneTtlMs));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Fills under a lease; a rejected or failed fill only costs a later miss. */
+  async tryFill(key: string, entry: TierEntry, lease: Lease | undefined): Promise<boolean> {
+    if (lease === undefined || this.isQuarantined(key)) return false;
+    try {
+      const filled = await this.callTier('fill', key, () => this.tier.fill(this.tierKey(key), entry, lease));
+      if (!filled) this.stats.counters.fillsRejected++;
+      return filled;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Stops background repair (on close). */
+  stop(): void {
+    this.cancelRepair?.();
+    this.cancelRepair = undefined;
+  }
+
+  private quarantine(key: string, version: number | undefined, error: unknown): void {
+    const previous = this.quarantined.get(key);
+    this.quarantined.set(key, previous === undefined || (version !== undefined && version > previous) ? version : previous);
+    this.events.emit('key-quarantined', { collection: this.name, key, error });
+    this.scheduleRepair();
+  }
+
+  private scheduleRepair(): void {
+    if (this.cancelRepair !== undefined) return;
+    this.cancelRepair = this.clock.setTimer(() => {
+      this.cancelRepair = undefined;
+      void this.repair();
+    }, REPAIR_INTERVAL_MS);
+  }
+
+  private async repair(): Promise<void> {
+    for (const [key, version] of [...this.quarantined]) {
+      try {
+        await this.callTier('invalidate', key, () => this.tier.invalidate(this.tierKey(key), version, this.policy.tombstoneTtlMs));
+        if (this.quarantined.get(key) === version) this.quarantined.delete(key);
+      } catch {
+        // still unreachable; try again later
+      }
+    }
+    if (this.quarantined.size > 0) this.scheduleRepair();
+  }
+
+  private jitteredTtl(ttlMs: number): number {
+    const jitter = this.policy.ttlJitter;
+    return jitter > 0 ? ttlMs * (1 - jitter * Math.random()) : ttlMs;
+  }
+
+  private staleWindowMs(): number {
+    return Math.max(this.policy.staleWhileRevalidateMs, this.policy.staleIfErrorMs);
+  }
+}

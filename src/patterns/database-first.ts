@@ -1,0 +1,79 @@
+/**
+ * The shared path of write-through and write-around (contracts 3 and 4): the database commits
+ * first, then the cache step runs. The cache is never touched before the commit, so no read can
+ * see a value the database does not hold. When the database refused, nothing changed; when its
+ * outcome is unknown, the key is invalidated before the write rejects. A write the database
+ * found superseded by a newer version still invalidates anything older than itself.
+ */
+import { CachewiseError, describeError } from '../errors.js';
+import type { StoreWrite, WriteOutcome } from '../stores/store.js';
+import { recordMs } from '../stats.js';
+import { commit } from './commit.js';
+import type { CollectionContext } from './context.js';
+import type { IncomingWrite } from './write-back/write-back-queue.js';
+import type { UnflushedWrite, WriteResult, Writer } from './writer.js';
+
+/** What the pattern does to the cache once the database holds `write`. */
+export type CacheStep = (ctx: CollectionContext, write: IncomingWrite, version: number) => Promise<void>;
+
+export class DatabaseFirstWriter implements Writer {
+  constructor(
+    private readonly ctx: CollectionContext,
+    private readonly cacheStep: CacheStep,
+    private readonly onWritten: (key: string) => void,
+  ) {}
+
+  async write(writes: readonly IncomingWrite[]): Promise<WriteResult[]> {
+    const started = performance.now();
+    const versioned: StoreWrite[] = writes.map((w) =>
+      w.op === 'set' ? { op: 'set', key: w.key, version: this.ctx.versions.next(), json: w.json as string } : { op: 'delete', key: w.key, version: this.ctx.versions.next() },
+    );
+    const outcomes = await commit(this.ctx, versioned);
+    const failures: { key: string; outcome: WriteOutcome }[] = [];
+    await Promise.all(
+      writes.map(async (write, i) => {
+        const { version } = versioned[i]!;
+        const outcome = outcomes[i]!;
+        if (outcome.status === 'applied') await this.cacheStep(this.ctx, write, version);
+        else if (outcome.status === 'superseded' || outcome.status === 'unknown') await this.ctx.protect(write.key, version);
+        if (outcome.status !== 'failed') this.onWritten(write.key);
+        if (outcome.status === 'failed' || outcome.status === 'unknown') failures.push({ key: write.key, outcome });
+      }),
+    );
+    this.ctx.stats.counters.writes += writes.length;
+    recordMs(this.ctx.stats.writeLatency, performance.now() - started);
+    if (failures.length > 0) {
+      this.ctx.stats.counters.writeErrors += failures.length;
+      throw this.failureError(failures, writes.length);
+    }
+    return versioned.map((w) => ({ key: w.key, version: w.version }));
+  }
+
+  async flush(): Promise<void> {}
+
+  async persisted(): Promise<void> {}
+
+  async close(): Promise<UnflushedWrite[]> {
+    return [];
+  }
+
+  private failureError(failures: { key: string; outcome: WriteOutcome }[], total: number): CachewiseError {
+    const unknown = failures.filter((f) => f.outcome.status === 'unknown');
+    const first = failures[0]!;
+    const cause = 'error' in first.outcome ? first.outcome.error : undefined;
+    const keys = failures.map((f) => f.key);
+    const of = total > 1 ? ` (${failures.length} of ${total} writes: ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', ...' : ''})` : ` of key "${first.key}"`;
+    if (unknown.length > 0) {
+      return new CachewiseError(
+        'E_STORE_UNKNOWN_OUTCOME',
+        `the database may or may not have committed the write${of} (${describeError(cause)}); the cached copy was invalidated`,
+        'read the key back to learn its state, or write it again (writes are versioned, so a repeat is safe)',
+        { cause, details: { collection: this.ctx.name, keys, unknown: unknown.map((f) => f.key) } },
+      );
+    }
+    return new CachewiseError('E_STORE_FAILED', `the database refused the write${of} (${describeError(cause)}); the cache was not changed`, 'fix the cause (data or database) and write again', {
+      cause,
+      details: { collection: this.ctx.name, keys },
+    });
+  }
+}

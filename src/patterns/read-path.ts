@@ -1,0 +1,208 @@
+/**
+ * Reading a collection: the newest accepted write-back value first, then the tier, then, for
+ * read-through, the database under a single-flight load whose fill holds a lease (contracts 2
+ * and 6). Expired values may be served while one background load refreshes them
+ * (stale-while-revalidate) or when the database fails (stale-if-error), within their bounds.
+ * A tier that fails or times out sends reads to the database; nothing here hangs or crashes.
+ */
+import { decodeValue } from '../codec.js';
+import { CachewiseError, describeError } from '../errors.js';
+import { recordMs } from '../stats.js';
+import type { StoreRecord } from '../stores/store.js';
+import type { Lease, TierEntry } from '../tiers/tier.js';
+import { withTimeout } from '../util/timeout.js';
+import type { CollectionContext } from './context.js';
+import { SingleFlight } from './single-flight.js';
+import type { WriteBackQueue } from './write-back/write-back-queue.js';
+
+/** What the cache alone says about a key. */
+export type Cached =
+  | { readonly state: 'hit'; readonly value: unknown }
+  | { readonly state: 'stale'; readonly value: unknown; readonly entry: TierEntry }
+  | { readonly state: 'miss'; readonly entry: TierEntry | undefined; readonly tierDown: boolean };
+
+export class ReadPath {
+  readonly flights = new SingleFlight<unknown>();
+
+  constructor(
+    private readonly ctx: CollectionContext,
+    private readonly writeBack: WriteBackQueue | undefined,
+  ) {}
+
+  /** Looks in the write-back buffer and the tier only. */
+  async cached(key: string): Promise<Cached> {
+    const pending = this.writeBack?.peek(key);
+    if (pending !== undefined) {
+      this.ctx.stats.counters.hits++;
+      return { state: 'hit', value: pending.value };
+    }
+    if (this.ctx.isQuarantined(key)) return this.miss(undefined, true);
+    let entry: TierEntry | undefined;
+    try {
+      entry = await this.ctx.callTier('get', key, () => this.ctx.tier.get(this.ctx.tierKey(key)));
+    } catch {
+      return this.miss(undefined, true);
+    }
+    return this.judge(entry);
+  }
+
+  /** Read-through get. */
+  async get(key: string): Promise<unknown> {
+    const cached = await this.cached(key);
+    switch (cached.state) {
+      case 'hit':
+        return cached.value;
+      case 'stale':
+        this.refreshInBackground(key, cached.entry);
+        return cached.value;
+      case 'miss':
+        return this.flights.run(key, () => this.loadOne(key, cached.entry, !cached.tierDown));
+    }
+  }
+
+  /** Read-through getMany: one tier round trip, then one database batch for the misses. */
+  async getMany(keys: readonly string[]): Promise<unknown[]> {
+    const results: unknown[] = new Array(keys.length);
+    const toTier: number[] = [];
+    keys.forEach((key, i) => {
+      const pending = this.writeBack?.peek(key);
+      if (pending !== undefined) {
+        this.ctx.stats.counters.hits++;
+        results[i] = pending.value;
+      } else toTier.push(i);
+    });
+    if (toTier.length === 0) return results;
+    let entries: (TierEntry | undefined)[] | undefined;
+    try {
+      entries = await this.ctx.callTier('getMany', undefined, () => this.ctx.tier.getMany(toTier.map((i) => this.ctx.tierKey(keys[i]!))));
+    } catch {
+      entries = undefined;
+    }
+    const waits: Promise<void>[] = [];
+    const toLoad = new Map<string, { entry: TierEntry | undefined; indexes: number[] }>();
+    toTier.forEach((i, n) => {
+      const key = keys[i]!;
+      const cached = entries === undefined || this.ctx.isQuarantined(key) ? this.miss(undefined, true) : this.judge(entries[n]);
+      if (cached.state === 'hit') results[i] = cached.value;
+      else if (cached.state === 'stale') {
+        results[i] = cached.value;
+        this.refreshInBackground(key, cached.entry);
+      } else {
+        const flight = this.flights.get(key);
+        if (flight !== undefined) waits.push(flight.then((value) => void (results[i] = value)));
+        else {
+          const slot = toLoad.get(key) ?? { entry: cached.entry, indexes: [] };
+          slot.indexes.push(i);
+          toLoad.set(key, slot);
+        }
+      }
+    });
+    if (toLoad.size > 0) {
+      const batchKeys = [...toLoad.keys()];
+      const batch = this.loadBatch(batchKeys, entries !== undefined);
+      for (const [n, [key, slot]] of [...toLoad].entries()) {
+        const flight = this.flights.run(key, () =>
+          batch.then((loaded) => (loaded.records === undefined ? this.loadFailed(key, slot.entry, loaded.error) : this.accept(key, loaded.records[n], loaded.leases[n]))),
+        );
+        waits.push(flight.then((value) => slot.indexes.forEach((i) => (results[i] = value))));
+      }
+    }
+    await Promise.all(waits);
+    return results;
+  }
+
+  /** Loads one key from the database and fills the tier under a lease. */
+  async loadOne(key: string, stale: TierEntry | undefined, fill: boolean): Promise<unknown> {
+    const lease = fill ? await this.ctx.tryLease(key) : undefined;
+    const started = performance.now();
+    let record: StoreRecord | undefined;
+    try {
+      record = await withTimeout(this.ctx.store.load(this.ctx.name, key), this.ctx.policy.loadTimeoutMs, `${this.ctx.store.kind} load`);
+    } catch (error) {
+      return this.loadFailed(key, stale, error);
+    }
+    this.ctx.stats.counters.loads++;
+    recordMs(this.ctx.stats.loadLatency, performance.now() - started);
+    return this.accept(key, record, lease);
+  }
+
+  /** Serves a value loaded by the application (cache-aside) or the store, filling under `lease`. */
+  async fillLoaded(key: string, value: unknown, version: number, lease: Lease | undefined): Promise<boolean> {
+    if (this.writeBack?.peek(key) !== undefined) return false;
+    const entry = value === undefined ? (this.ctx.policy.negativeTtlMs > 0 ? this.ctx.absentEntry(version) : undefined) : this.ctx.valueEntry(value, version);
+    return entry === undefined ? false : this.ctx.tryFill(key, entry, lease);
+  }
+
+  /** Handles a failed load: an expired value within stale-if-error, or E_LOAD_FAILED. */
+  loadFailed(key: string, stale: TierEntry | undefined, error: unknown): unknown {
+    this.ctx.stats.counters.loadErrors++;
+    this.ctx.events.emit('load-error', { collection: this.ctx.name, key, error });
+    const now = this.ctx.clock.now();
+    if (stale?.kind === 'value' && stale.freshUntil + this.ctx.policy.staleIfErrorMs > now) {
+      this.ctx.stats.counters.staleHits++;
+      this.ctx.events.emit('stale-served', { collection: this.ctx.name, key, ageMs: now - stale.freshUntil, error });
+      return stale.value;
+    }
+    throw new CachewiseError('E_LOAD_FAILED', `loading key "${key}" of collection "${this.ctx.name}" failed (${describeError(error)})`, 'check the database; set staleIfError to serve expired values while it fails', {
+      cause: error,
+      details: { collection: this.ctx.name, key },
+    });
+  }
+
+  /** One database round trip for many keys; each key then settles on its own. */
+  private async loadBatch(keys: string[], fill: boolean): Promise<{ records?: (StoreRecord | undefined)[]; error?: unknown; leases: (Lease | undefined)[] }> {
+    const leases = fill ? await Promise.all(keys.map((key) => this.ctx.tryLease(key))) : keys.map(() => undefined);
+    const started = performance.now();
+    try {
+      const records = await withTimeout(this.ctx.store.loadMany(this.ctx.name, keys), this.ctx.policy.loadTimeoutMs, `${this.ctx.store.kind} loadMany`);
+      this.ctx.stats.counters.loads += keys.length;
+      recordMs(this.ctx.stats.loadLatency, performance.now() - started);
+      return { records, leases };
+    } catch (error) {
+      return { error, leases };
+    }
+  }
+
+  private async accept(key: string, record: StoreRecord | undefined, lease: Lease | undefined): Promise<unknown> {
+    if (record !== undefined && record.version > 0) this.ctx.versions.observe(record.version);
+    // A write-back write accepted while the load ran is newer than the row.
+    const pending = this.writeBack?.peek(key);
+    if (pending !== undefined) return pending.value;
+    let value: unknown;
+    if (record?.json !== undefined) {
+      try {
+        value = decodeValue(record.json);
+      } catch (error) {
+        return this.loadFailed(key, undefined, error);
+      }
+    }
+    await this.fillLoaded(key, value, record?.version ?? 0, lease);
+    return value;
+  }
+
+  private refreshInBackground(key: string, entry: TierEntry): void {
+    if (this.flights.get(key) !== undefined) return;
+    // Failures are reported by loadOne through events; the stale value was already served.
+    this.flights.run(key, () => this.loadOne(key, entry, true)).catch(() => undefined);
+  }
+
+  private judge(entry: TierEntry | undefined): Cached {
+    if (entry !== undefined && entry.kind !== 'tombstone') {
+      const now = this.ctx.clock.now();
+      if (entry.freshUntil > now) {
+        this.ctx.stats.counters.hits++;
+        return { state: 'hit', value: entry.kind === 'value' ? entry.value : undefined };
+      }
+      if (entry.kind === 'value' && entry.freshUntil + this.ctx.policy.staleWhileRevalidateMs > now) {
+        this.ctx.stats.counters.staleHits++;
+        return { state: 'stale', value: entry.value, entry };
+      }
+    }
+    return this.miss(entry, false);
+  }
+
+  private miss(entry: TierEntry | undefined, tierDown: boolean): Cached {
+    this.ctx.stats.counters.misses++;
+    return { state: 'miss', entry, tierDown };
+  }
+}

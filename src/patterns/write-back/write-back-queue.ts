@@ -1,0 +1,423 @@
+/**
+ * Write-back (contract 5): the buffer of accepted writes and the flusher that moves them to the
+ * database.
+ *
+ * - Reads see the newest accepted write of a key through `peek` (read-your-writes). Dirty entries
+ *   live here, not in the evicting tier, so eviction cannot lose them.
+ * - Writes to one key coalesce: only the newest pending version is sent.
+ * - Batches go oldest first, at most `maxBatch` writes, at most `concurrency` at once; a key is
+ *   never in two batches at once (per-key order). A continuously written key keeps the time it
+ *   first became dirty, so it cannot starve behind newer keys.
+ * - Transient failures retry with capped exponential backoff and jitter; permanent failures, and
+ *   writes past `maxAttempts`, go to the dead letters one entry at a time with the reason.
+ * - Pending work is bounded in keys and bytes: past the bound writers wait, then get
+ *   E_BACKPRESSURE (or get it at once with onFull: 'reject').
+ */
+import { CachewiseError, describeError } from '../../errors.js';
+import type { StoreWrite, WriteOutcome } from '../../stores/store.js';
+import { recordMs } from '../../stats.js';
+import { commit } from '../commit.js';
+import type { CollectionContext } from '../context.js';
+import { backoffMs } from './backoff.js';
+import type { DeadLetterList } from './dead-letters.js';
+
+/** A write as the application handed it over, before it gets its version. */
+export interface IncomingWrite {
+  readonly op: 'set' | 'delete';
+  readonly key: string;
+  readonly json: string | undefined;
+  /** The frozen value reads are served (undefined for a delete). */
+  readonly value: unknown;
+}
+
+/** A write waiting for, or on its way to, the database. */
+export interface PendingWrite extends IncomingWrite {
+  readonly version: number;
+  readonly bytes: number;
+  /** When the key became dirty with this or a write it coalesced (ms). */
+  firstDirtyAt: number;
+  attempts: number;
+  /** Not sent again before this time (backoff), ms. */
+  notBefore: number;
+}
+
+interface FlushWaiter {
+  readonly targets: Map<string, number>;
+  readonly failed: { key: string; version: number; reason: string }[];
+  readonly done: () => void;
+}
+
+interface RoomWaiter {
+  readonly wake: () => void;
+}
+
+/** Per-entry overhead counted against maxBytes besides the JSON text. */
+const ENTRY_OVERHEAD_BYTES = 64;
+
+export class WriteBackQueue {
+  private readonly pending = new Map<string, PendingWrite>();
+  private readonly inflight = new Map<string, PendingWrite>();
+  private bytes = 0;
+  /** Entries put back after a failure sit out of first-dirty order in `pending`. */
+  private retriedInPending = 0;
+  private batchesInFlight = 0;
+  private forcing = 0;
+  private closed = false;
+  private cancelTimer: (() => void) | undefined;
+  private timerAt = Infinity;
+  private readonly flushWaiters = new Set<FlushWaiter>();
+  private readonly roomWaiters: RoomWaiter[] = [];
+
+  constructor(
+    private readonly ctx: CollectionContext,
+    private readonly deadLetters: DeadLetterList,
+  ) {}
+
+  /** The newest accepted write of `key` not yet known to be in the database. */
+  peek(key: string): PendingWrite | undefined {
+    if (this.pending.size === 0 && this.inflight.size === 0) return undefined;
+    return this.pending.get(key) ?? this.inflight.get(key);
+  }
+
+  get size(): number {
+    return this.pending.size + this.inflight.size;
+  }
+
+  get pendingBytes(): number {
+    return this.bytes;
+  }
+
+  oldestDirtyAgeMs(): number {
+    let oldest = Infinity;
+    for (const w of this.inflight.values()) oldest = Math.min(oldest, w.firstDirtyAt);
+    for (const w of this.pending.values()) oldest = Math.min(oldest, w.firstDirtyAt);
+    return oldest === Infinity ? 0 : Math.max(0, this.ctx.clock.now() - oldest);
+  }
+
+  /**
+   * Accepts writes once there is room, gives them their versions, and returns them. Versions are
+   * taken after any wait, so a writer that waited never overtakes a newer write of the same key.
+   */
+  async accept(writes: readonly IncomingWrite[]): Promise<PendingWrite[]> {
+    this.assertOpen();
+    const { maxEntries, maxBytes, onFull, waitTimeoutMs } = this.ctx.policy.pending;
+    let waitedSince: number | undefined;
+    for (;;) {
+      const need = this.roomNeeded(writes);
+      const empty = this.size === 0;
+      const fits = empty || (this.size + need.keys <= maxEntries && this.bytes + need.bytes <= maxBytes);
+      const queueJump = this.roomWaiters.length > 0 && waitedSince === undefined && (need.keys > 0 || need.bytes > 0);
+      if (fits && !queueJump) break;
+      const rejected = onFull === 'reject' || (waitedSince !== undefined && this.ctx.clock.now() - waitedSince >= waitTimeoutMs);
+      this.ctx.events.emit('backpressure', { collection: this.ctx.name, pending: this.size, pendingBytes: this.bytes, rejected });
+      if (rejected) {
+        this.ctx.stats.counters.backpressureRejects++;
+        throw new CachewiseError(
+          'E_BACKPRESSURE',
+          `collection "${this.ctx.name}" has ${this.size} writes (${this.bytes} bytes) waiting for the database, at its bound of ${maxEntries} keys / ${maxBytes} bytes`,
+          'slow down writes, let the database catch up (check its health), or raise pending.maxEntries / pending.maxBytes',
+          { details: { collection: this.ctx.name, pending: this.size, pendingBytes: this.bytes } },
+        );
+      }
+      if (waitedSince === undefined) {
+        waitedSince = this.ctx.clock.now();
+        this.ctx.stats.counters.backpressureWaits++;
+      }
+      await this.waitForRoom(waitTimeoutMs - (this.ctx.clock.now() - waitedSince));
+      this.assertOpen();
+    }
+    const now = this.ctx.clock.now();
+    const accepted = writes.map((write) => this.enqueue(write, now));
+    this.wakeRoomWaiters();
+    this.pump();
+    return accepted;
+  }
+
+  /**
+   * Resolves when every write accepted so far is in the database; rejects with
+   * E_FLUSH_INCOMPLETE listing the writes that went to the dead letters, or E_TIMEOUT.
+   */
+  async flush(timeoutMs = Infinity): Promise<void> {
+    const targets = new Map<string, number>();
+    for (const w of this.inflight.values()) targets.set(w.key, w.version);
+    for (const w of this.pending.values()) targets.set(w.key, w.version);
+    await this.waitFor(targets, timeoutMs, true);
+  }
+
+  /**
+   * Resolves when `key` at `version` (or newer) is in the database; rejects with
+   * E_FLUSH_INCOMPLETE when that write went to the dead letters.
+   */
+  async persisted(key: string, version: number, timeoutMs = Infinity): Promise<void> {
+    const current = this.peek(key);
+    if (current === undefined || current.version < version) {
+      const letter = this.deadLetters.find(this.ctx.name, key, version);
+      if (letter === undefined) return;
+      throw new CachewiseError(
+        'E_FLUSH_INCOMPLETE',
+        `the write of key "${key}" (version ${version}) went to the dead letters: ${letter.reason}`,
+        'inspect cache.deadLetters(), fix the data or the database, and write it again',
+        { details: { collection: this.ctx.name, failed: [{ key, version, reason: letter.reason }] } },
+      );
+    }
+    await this.waitFor(new Map([[key, version]]), timeoutMs, false);
+  }
+
+  /**
+   * Stops accepting writes and drains within `deadlineMs`. Returns what could not be flushed
+   * (still pending, in flight, or in backoff).
+   */
+  async close(deadlineMs: number): Promise<PendingWrite[]> {
+    this.closed = true;
+    for (const waiter of this.roomWaiters.splice(0)) waiter.wake();
+    try {
+      await this.flush(deadlineMs);
+    } catch {
+      // reported below from what is left
+    }
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
+    const unflushed = [...this.inflight.values(), ...this.pending.values()];
+    if (unflushed.length > 0 && this.ctx.policy.durability === 'none') {
+      this.ctx.stats.counters.lostWrites += unflushed.length;
+      this.ctx.events.emit('writes-lost', { collection: this.ctx.name, count: unflushed.length, keys: unflushed.map((w) => w.key) });
+    }
+    return unflushed;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) {
+      throw new CachewiseError('E_CLOSED', `collection "${this.ctx.name}" is closed`, 'create a new cache; writes after close() are refused');
+    }
+  }
+
+  private roomNeeded(writes: readonly IncomingWrite[]): { keys: number; bytes: number } {
+    let keys = 0;
+    let bytes = 0;
+    for (const write of writes) {
+      const old = this.pending.get(write.key);
+      if (old === undefined && !this.inflight.has(write.key)) keys++;
+      bytes += sizeOf(write) - (old?.bytes ?? 0);
+    }
+    return { keys, bytes };
+  }
+
+  private enqueue(write: IncomingWrite, now: number): PendingWrite {
+    const old = this.pending.get(write.key);
+    const entry: PendingWrite = {
+      ...write,
+      version: this.ctx.versions.next(),
+      bytes: sizeOf(write),
+      firstDirtyAt: old?.firstDirtyAt ?? now,
+      attempts: old?.attempts ?? 0,
+      notBefore: old?.notBefore ?? 0,
+    };
+    if (old !== undefined) this.bytes -= old.bytes;
+    this.bytes += entry.bytes;
+    // Map.set on an existing key keeps its place: the key stays where it first became dirty.
+    this.pending.set(write.key, entry);
+    return entry;
+  }
+
+  private waitForRoom(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const cancel = this.ctx.clock.setTimer(() => wake(), Math.max(0, timeoutMs));
+      const waiter: RoomWaiter = { wake: () => wake() };
+      const wake = () => {
+        cancel();
+        const index = this.roomWaiters.indexOf(waiter);
+        if (index >= 0) this.roomWaiters.splice(index, 1);
+        resolve();
+      };
+      this.roomWaiters.push(waiter);
+    });
+  }
+
+  private wakeRoomWaiters(): void {
+    // Waiters re-check the room themselves, in the order they came.
+    const { maxEntries, maxBytes } = this.ctx.policy.pending;
+    if (this.size < maxEntries && this.bytes < maxBytes) this.roomWaiters[0]?.wake();
+  }
+
+  private waitFor(targets: Map<string, number>, timeoutMs: number, force: boolean): Promise<void> {
+    if (targets.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      let cancelTimeout: (() => void) | undefined;
+      const finish = (error?: Error) => {
+        this.flushWaiters.delete(waiter);
+        cancelTimeout?.();
+        if (force) this.forcing--;
+        if (error) reject(error);
+        else resolve();
+      };
+      const waiter: FlushWaiter = {
+        targets,
+        failed: [],
+        done: () => {
+          if (waiter.failed.length === 0) return finish();
+          finish(
+            new CachewiseError(
+              'E_FLUSH_INCOMPLETE',
+              `${waiter.failed.length} write(s) of collection "${this.ctx.name}" could not be written to the database and went to the dead letters`,
+              'inspect cache.deadLetters() for the reasons, fix the data or the database, and write them again',
+              { details: { collection: this.ctx.name, failed: waiter.failed } },
+            ),
+          );
+        },
+      };
+      this.flushWaiters.add(waiter);
+      if (force) this.forcing++;
+      if (Number.isFinite(timeoutMs)) {
+        cancelTimeout = this.ctx.clock.setTimer(() => {
+          finish(
+            new CachewiseError(
+              'E_TIMEOUT',
+              `flush of collection "${this.ctx.name}" did not finish within ${timeoutMs} ms; ${targets.size} key(s) still dirty`,
+              'wait longer, or check the database (stats().oldestDirtyAgeMs and the flush-retry events tell why)',
+              { details: { collection: this.ctx.name, keys: [...targets.keys()] } },
+            ),
+          );
+        }, timeoutMs);
+      }
+      this.pump();
+    });
+  }
+
+  private settle(key: string, version: number, failure?: string): void {
+    for (const waiter of this.flushWaiters) {
+      const target = waiter.targets.get(key);
+      if (target === undefined || version < target) continue;
+      waiter.targets.delete(key);
+      if (failure !== undefined) waiter.failed.push({ key, version, reason: failure });
+      if (waiter.targets.size === 0) waiter.done();
+    }
+  }
+
+  /** Starts every batch that is due, up to the concurrency, and arms the timer for the next. */
+  private pump(): void {
+    const now = this.ctx.clock.now();
+    while (this.batchesInFlight < this.ctx.policy.flush.concurrency) {
+      const batch = this.takeDueBatch(now);
+      if (batch.length === 0) break;
+      this.batchesInFlight++;
+      void this.send(batch).finally(() => {
+        this.batchesInFlight--;
+        this.pump();
+      });
+    }
+    this.armTimer(now);
+  }
+
+  private takeDueBatch(now: number): PendingWrite[] {
+    const { maxBatch, maxDelayMs } = this.ctx.policy.flush;
+    let eligible: PendingWrite[] = [];
+    for (const w of this.pending.values()) {
+      if (w.notBefore > now || this.inflight.has(w.key)) continue;
+      eligible.push(w);
+      if (eligible.length >= maxBatch && this.retriedInPending === 0) break;
+    }
+    if (eligible.length === 0) return [];
+    if (eligible.length > maxBatch) eligible = eligible.sort((a, b) => a.firstDirtyAt - b.firstDirtyAt).slice(0, maxBatch);
+    const oldest = eligible.reduce((min, w) => Math.min(min, w.firstDirtyAt), Infinity);
+    const due = this.forcing > 0 || this.closed || eligible.length >= maxBatch || oldest + maxDelayMs <= now;
+    if (!due) return [];
+    for (const w of eligible) {
+      this.pending.delete(w.key);
+      this.inflight.set(w.key, w);
+      if (w.attempts > 0) this.retriedInPending = Math.max(0, this.retriedInPending - 1);
+    }
+    return eligible;
+  }
+
+  private armTimer(now: number): void {
+    if (this.pending.size === 0 || this.batchesInFlight >= this.ctx.policy.flush.concurrency) return;
+    let at = Infinity;
+    for (const w of this.pending.values()) {
+      if (this.inflight.has(w.key)) continue;
+      at = Math.min(at, Math.max(w.notBefore, this.forcing > 0 || this.closed ? now : w.firstDirtyAt + this.ctx.policy.flush.maxDelayMs));
+      if (this.retriedInPending === 0) break; // in first-dirty order: the first is the earliest
+    }
+    if (at === Infinity || at >= this.timerAt) return;
+    this.cancelTimer?.();
+    this.timerAt = at;
+    this.cancelTimer = this.ctx.clock.setTimer(() => {
+      this.cancelTimer = undefined;
+      this.timerAt = Infinity;
+      this.pump();
+    }, Math.max(0, at - now));
+  }
+
+  private async send(batch: PendingWrite[]): Promise<void> {
+    const writes: StoreWrite[] = batch.map((w) =>
+      w.op === 'set' ? { op: 'set', key: w.key, version: w.version, json: w.json as string } : { op: 'delete', key: w.key, version: w.version },
+    );
+    const outcomes = await commit(this.ctx, writes);
+    let retryError: unknown;
+    let retryAttempt = 0;
+    let retryDelay = 0;
+    let retried = 0;
+    batch.forEach((w, i) => {
+      const outcome = outcomes[i] as WriteOutcome;
+      this.inflight.delete(w.key);
+      if (outcome.status === 'applied' || outcome.status === 'superseded') {
+        this.persistedOne(w, outcome.status === 'applied');
+      } else if (outcome.status === 'failed' && outcome.permanent) {
+        this.deadLetter(w, describeError(outcome.error));
+      } else {
+        w.attempts++;
+        if (w.attempts >= this.ctx.policy.retry.maxAttempts) {
+          this.deadLetter(w, `gave up after ${w.attempts} attempts: ${describeError(outcome.error)}`);
+        } else if (this.pending.has(w.key)) {
+          this.dropSuperseded(w); // a newer write of the key is queued; it carries the whole value
+        } else {
+          const { baseDelayMs, maxDelayMs } = this.ctx.policy.retry;
+          const delay = backoffMs(w.attempts, baseDelayMs, maxDelayMs);
+          w.notBefore = this.ctx.clock.now() + delay;
+          this.pending.set(w.key, w);
+          this.retriedInPending++;
+          this.ctx.stats.counters.retries++;
+          retried++;
+          retryError = outcome.error;
+          retryAttempt = Math.max(retryAttempt, w.attempts);
+          retryDelay = Math.max(retryDelay, delay);
+        }
+      }
+    });
+    if (retried > 0) {
+      this.ctx.events.emit('flush-retry', { collection: this.ctx.name, keys: retried, attempt: retryAttempt, delayMs: retryDelay, error: retryError });
+    }
+    this.wakeRoomWaiters();
+  }
+
+  private persistedOne(w: PendingWrite, applied: boolean): void {
+    this.bytes -= w.bytes;
+    recordMs(this.ctx.stats.flushLag, this.ctx.clock.now() - w.firstDirtyAt);
+    if (applied && !this.pending.has(w.key)) {
+      // Revoke leases taken while the write was dirty (a load then may have read the old row).
+      void (w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.value, w.version)) : this.ctx.protect(w.key, w.version));
+    }
+    this.settle(w.key, w.version);
+  }
+
+  private dropSuperseded(w: PendingWrite): void {
+    this.bytes -= w.bytes;
+  }
+
+  private deadLetter(w: PendingWrite, reason: string): void {
+    this.bytes -= w.bytes;
+    this.ctx.stats.counters.deadLetters++;
+    this.deadLetters.add({ collection: this.ctx.name, key: w.key, op: w.op, version: w.version, json: w.json, reason, attempts: w.attempts, at: this.ctx.clock.now() });
+    this.ctx.events.emit('dead-letter', { collection: this.ctx.name, key: w.key, version: w.version, reason, attempts: w.attempts });
+    if (!this.pending.has(w.key)) {
+      // The cache must not keep serving a value the database will never hold.
+      void this.ctx
+        .callTier('remove', w.key, () => this.ctx.tier.remove(this.ctx.tierKey(w.key), w.version))
+        .catch(() => this.ctx.protect(w.key, undefined));
+    }
+    this.settle(w.key, w.version, reason);
+  }
+}
+
+function sizeOf(write: IncomingWrite): number {
+  return (write.json?.length ?? 0) + write.key.length + ENTRY_OVERHEAD_BYTES;
+}

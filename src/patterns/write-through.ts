@@ -1,0 +1,10 @@
+/**
+ * Write-through (contract 3): the database commits, then the cache holds the new version
+ * (or, for a delete, a tombstone). `set` resolves only after both.
+ */
+import type { CacheStep } from './database-first.js';
+
+export const writeThroughStep: CacheStep = async (ctx, write, version) => {
+  if (write.op === 'set') await ctx.cacheWrite(write.key, ctx.valueEntry(write.value, version));
+  else await ctx.protect(write.key, version);
+};
