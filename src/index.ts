@@ -13,3 +13,15 @@ export type { UnflushedWrite } from './patterns/writer.js';
 export { memoryTier, type MemoryTierOptions } from './tiers/memory-tier.js';
 export type { Tier, TierEntry, TierCapabilities, Lease } from './tiers/tier.js';
 export { notApplied, type Store, type StoreRecord, type StoreWrite, type WriteOutcome } from './stores/store.js';
+export { sqliteStore, type SqliteStoreOptions } from './stores/sqlite-store.js';
+export {
+  functionStore,
+  type FunctionStoreOptions,
+  type VersionedFunctionStoreOptions,
+  type UnversionedFunctionStoreOptions,
+  type FunctionStoreEntry,
+  type FunctionStoreRemoval,
+  type FunctionStoreRecord,
+  type FunctionWriteResult,
+  type FunctionBatchResult,
+} from './stores/function-store.js';
