@@ -22,8 +22,6 @@ export const ErrorCodes = {
   E_STORE_FAILED: 'E_STORE_FAILED',
   /** The database may or may not have committed (timeout after send); the key was invalidated. */
   E_STORE_UNKNOWN_OUTCOME: 'E_STORE_UNKNOWN_OUTCOME',
-  /** The cache tier failed and the key could not be protected. */
-  E_TIER_FAILED: 'E_TIER_FAILED',
   /** A load from the database failed and no stale value could be served. */
   E_LOAD_FAILED: 'E_LOAD_FAILED',
   /** An operation did not finish within its timeout. */
