@@ -60,7 +60,7 @@ export class Collection<T> {
   async get(key: string): Promise<T | undefined> {
     assertKey(key);
     if (!this.preparation.ready) await this.preparation.wait();
-    return (this.ctx.policy.read === 'through' ? this.reads.get(key) : this.lookupValue(key)) as Promise<T | undefined>;
+    return (this.ctx.policy.read === 'through' ? this.reads.get(key) : this.lookupValue(key)) as T | undefined;
   }
 
   /** Values of `keys`, in order; misses are loaded in one database batch (read-through). */

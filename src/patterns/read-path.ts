@@ -30,13 +30,20 @@ export class ReadPath {
   ) {}
 
   /** Looks in the write-back buffer and the tier only. */
-  async cached(key: string): Promise<Cached> {
+  cached(key: string): Cached | Promise<Cached> {
     const pending = this.writeBack?.peek(key);
     if (pending !== undefined) {
       this.ctx.stats.counters.hits++;
       return { state: 'hit', value: pending.value };
     }
     if (this.ctx.isQuarantined(key)) return this.miss(undefined, true);
+    // An in-process tier answers without a promise: a hit then costs no extra await.
+    const tier = this.ctx.tier;
+    if (tier.getSync !== undefined) return this.judge(tier.getSync(this.ctx.tierKey(key)));
+    return this.cachedAsync(key);
+  }
+
+  private async cachedAsync(key: string): Promise<Cached> {
     let entry: TierEntry | undefined;
     try {
       entry = await this.ctx.callTier('get', key, () => this.ctx.tier.get(this.ctx.tierKey(key)));
@@ -46,9 +53,13 @@ export class ReadPath {
     return this.judge(entry);
   }
 
-  /** Read-through get. */
-  async get(key: string): Promise<unknown> {
-    const cached = await this.cached(key);
+  /** Read-through get: the value itself on a hit, a promise of it otherwise. */
+  get(key: string): unknown {
+    const cached = this.cached(key);
+    return cached instanceof Promise ? cached.then((c) => this.settle(key, c)) : this.settle(key, cached);
+  }
+
+  private settle(key: string, cached: Cached): unknown {
     switch (cached.state) {
       case 'hit':
         return cached.value;

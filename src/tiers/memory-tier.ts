@@ -53,6 +53,10 @@ class MemoryTier implements Tier {
     return this.entries.get(key);
   }
 
+  getSync(key: string): TierEntry | undefined {
+    return this.entries.get(key);
+  }
+
   async getMany(keys: readonly string[]): Promise<(TierEntry | undefined)[]> {
     return keys.map((key) => this.entries.get(key));
   }

@@ -45,6 +45,8 @@ export interface Tier {
   /** The entry for `key`, expired or not (the caller judges freshness), or undefined. */
   get(key: string): Promise<TierEntry | undefined>;
   getMany(keys: readonly string[]): Promise<(TierEntry | undefined)[]>;
+  /** In-process tiers only: `get` without a promise, for the hot path of a hit. */
+  getSync?(key: string): TierEntry | undefined;
 
   /**
    * Stores `entry` unless the tier holds something at least as new: a value or absent marker
