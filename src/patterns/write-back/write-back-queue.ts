@@ -356,6 +356,9 @@ export class WriteBackQueue {
     let retryAttempt = 0;
     let retryDelay = 0;
     let retried = 0;
+    // One jitter draw per batch: entries that failed together retry together, as one batch,
+    // instead of splitting into many small retries that keep a failing database busy.
+    const jitter = Math.random();
     batch.forEach((w, i) => {
       const outcome = outcomes[i] as WriteOutcome;
       this.inflight.delete(w.key);
@@ -371,7 +374,7 @@ export class WriteBackQueue {
           this.dropSuperseded(w); // a newer write of the key is queued; it carries the whole value
         } else {
           const { baseDelayMs, maxDelayMs } = this.ctx.policy.retry;
-          const delay = backoffMs(w.attempts, baseDelayMs, maxDelayMs);
+          const delay = backoffMs(w.attempts, baseDelayMs, maxDelayMs, () => jitter);
           w.notBefore = this.ctx.clock.now() + delay;
           this.pending.set(w.key, w);
           this.retriedInPending++;
