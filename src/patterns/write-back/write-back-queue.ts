@@ -255,10 +255,12 @@ export class WriteBackQueue {
         failed: [],
         done: () => {
           if (waiter.failed.length === 0) return finish();
+          const shown = waiter.failed.slice(0, 5).map((f) => `"${f.key}" (${f.reason})`);
+          if (waiter.failed.length > 5) shown.push(`${waiter.failed.length - 5} more`);
           finish(
             new CachewiseError(
               'E_FLUSH_INCOMPLETE',
-              `${waiter.failed.length} write(s) of collection "${this.ctx.name}" could not be written to the database and went to the dead letters`,
+              `${waiter.failed.length} write(s) of collection "${this.ctx.name}" could not be written to the database and went to the dead letters: ${shown.join(', ')}`,
               'inspect cache.deadLetters() for the reasons, fix the data or the database, and write them again',
               { details: { collection: this.ctx.name, failed: waiter.failed } },
             ),
