@@ -63,6 +63,8 @@ export class WriteBackQueue {
   private batchesInFlight = 0;
   private forcing = 0;
   private closed = false;
+  /** Set when close() has reported: nothing is sent any more. */
+  private stopped = false;
   private cancelTimer: (() => void) | undefined;
   private timerAt = Infinity;
   private readonly flushWaiters = new Set<FlushWaiter>();
@@ -175,6 +177,9 @@ export class WriteBackQueue {
     } catch {
       // reported below from what is left
     }
+    // What is left is reported lost (or left to the journal): sending it later would write to a
+    // closed store, and dead-letter writes already reported.
+    this.stopped = true;
     this.cancelTimer?.();
     this.cancelTimer = undefined;
     const unflushed = [...this.inflight.values(), ...this.pending.values()];
@@ -241,6 +246,13 @@ export class WriteBackQueue {
 
   private waitFor(targets: Map<string, number>, timeoutMs: number, force: boolean): Promise<void> {
     if (targets.size === 0) return Promise.resolve();
+    if (this.stopped) {
+      return Promise.reject(
+        new CachewiseError('E_CLOSED', `collection "${this.ctx.name}" is closed; ${targets.size} write(s) were not flushed`, 'close() reported them; write them again on a new cache', {
+          details: { collection: this.ctx.name, keys: [...targets.keys()] },
+        }),
+      );
+    }
     return new Promise<void>((resolve, reject) => {
       let cancelTimeout: (() => void) | undefined;
       const finish = (error?: Error) => {
@@ -297,6 +309,7 @@ export class WriteBackQueue {
 
   /** Starts every batch that is due, up to the concurrency, and arms the timer for the next. */
   private pump(): void {
+    if (this.stopped) return;
     const now = this.ctx.clock.now();
     while (this.batchesInFlight < this.ctx.policy.flush.concurrency) {
       const batch = this.takeDueBatch(now);
