@@ -39,6 +39,8 @@ export interface PendingWrite extends IncomingWrite {
   attempts: number;
   /** Not sent again before this time (backoff), ms. */
   notBefore: number;
+  /** Put back into the queue after a failure, so out of first-dirty order. */
+  requeued: boolean;
 }
 
 interface FlushWaiter {
@@ -214,8 +216,9 @@ export class WriteBackQueue {
       version: this.ctx.versions.next(),
       bytes: sizeOf(write),
       firstDirtyAt: old?.firstDirtyAt ?? now,
-      attempts: old?.attempts ?? 0,
+      attempts: 0, // a new value gets its own attempts; it still waits out the key's backoff
       notBefore: old?.notBefore ?? 0,
+      requeued: old?.requeued ?? false,
     };
     if (old !== undefined) this.bytes -= old.bytes;
     this.bytes += entry.bytes;
@@ -339,7 +342,10 @@ export class WriteBackQueue {
     for (const w of eligible) {
       this.pending.delete(w.key);
       this.inflight.set(w.key, w);
-      if (w.attempts > 0) this.retriedInPending = Math.max(0, this.retriedInPending - 1);
+      if (w.requeued) {
+        w.requeued = false;
+        this.retriedInPending--;
+      }
     }
     return eligible;
   }
@@ -391,6 +397,7 @@ export class WriteBackQueue {
           const { baseDelayMs, maxDelayMs } = this.ctx.policy.retry;
           const delay = backoffMs(w.attempts, baseDelayMs, maxDelayMs, () => jitter);
           w.notBefore = this.ctx.clock.now() + delay;
+          w.requeued = true;
           this.pending.set(w.key, w);
           this.retriedInPending++;
           this.ctx.stats.counters.retries++;
