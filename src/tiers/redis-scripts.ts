@@ -1,0 +1,154 @@
+/**
+ * The Lua scripts of the Redis tier: every conditional write of the Tier interface, each one
+ * atomic on the server (contract 1: no older version replaces a newer one; contract 2: a fill
+ * lands only under a lease that no write or invalidation has revoked since).
+ *
+ * Each script touches exactly two keys, the entry and its lease, both declared in KEYS and
+ * sharing one hash tag (`<prefix>{<key>}` and `<prefix>{<key>}:lease`), so they run on a Redis
+ * Cluster too.
+ *
+ * An entry is a hash: k = kind ('value' | 'absent' | 'tombstone'), v = version, d = value as
+ * JSON (values only), f = freshUntil, s = staleUntil, all stored as the strings the tier sent.
+ * The scripts parse versions only to compare them and never turn a number back into a string
+ * (Lua would print 14 significant digits and lose precision); the value JSON is never parsed
+ * here at all.
+ */
+
+/** Helpers shared by the scripts that write an entry. */
+const PRELUDE = `
+-- kind and version (as number and as the stored string) of the entry at key; nil when missing
+-- or unreadable, which the version rules treat as "nothing cached".
+local function current(key)
+  local cur = redis.call('HMGET', key, 'k', 'v')
+  local version = tonumber(cur[2])
+  if version == nil then return nil, nil, nil end
+  return cur[1], version, cur[2]
+end
+
+-- Replaces the entry at key. ttl is in milliseconds: 0 deletes the entry (already past
+-- staleUntil), -1 keeps it without expiry (staleUntil is Infinity), otherwise PEXPIRE ttl.
+local function store(key, kind, version, json, fresh, stale, ttl)
+  redis.call('DEL', key)
+  local ms = tonumber(ttl)
+  if ms == 0 then return end
+  if kind == 'value' then
+    redis.call('HSET', key, 'k', kind, 'v', version, 'f', fresh, 's', stale, 'd', json)
+  else
+    redis.call('HSET', key, 'k', kind, 'v', version, 'f', fresh, 's', stale)
+  end
+  if ms > 0 then redis.call('PEXPIRE', key, ms) end
+end
+`;
+
+export interface ScriptSource {
+  /** How many of the arguments are keys (always the entry key, then the lease key). */
+  readonly numberOfKeys: number;
+  readonly lua: string;
+}
+
+/**
+ * set-if-newer. KEYS: entry, lease. ARGV: kind, version, json, freshUntil, staleUntil, ttl.
+ * A value or absent marker is replaced only by a strictly higher version, a tombstone by its
+ * own version or higher (isNewer in tier.ts). When it applies it revokes the lease. Returns 1
+ * when applied, 0 otherwise.
+ */
+const set: ScriptSource = {
+  numberOfKeys: 2,
+  lua: `${PRELUDE}
+local kind, version = current(KEYS[1])
+local incoming = tonumber(ARGV[2])
+if version ~= nil then
+  if kind == 'tombstone' then
+    if incoming < version then return 0 end
+  elseif incoming <= version then
+    return 0
+  end
+end
+redis.call('DEL', KEYS[2])
+store(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+return 1
+`,
+};
+
+/**
+ * invalidate. KEYS: entry, lease. ARGV: version ('' for "the cached version"), freshUntil,
+ * staleUntil, ttl. Always revokes the lease; then tombstones the key at the version unless the
+ * cached entry is newer (or, without a version, unless nothing is cached). Returns 1 when a
+ * tombstone was written.
+ */
+const invalidate: ScriptSource = {
+  numberOfKeys: 2,
+  lua: `${PRELUDE}
+redis.call('DEL', KEYS[2])
+local kind, version, stored = current(KEYS[1])
+local at = ARGV[1]
+if at == '' then
+  if version == nil then return 0 end
+  at = stored
+elseif version ~= nil and version > tonumber(at) then
+  return 0
+end
+store(KEYS[1], 'tombstone', at, '', ARGV[2], ARGV[3], ARGV[4])
+return 1
+`,
+};
+
+/**
+ * compare-and-remove. KEYS: entry, lease. ARGV: version. Always revokes the lease; deletes the
+ * entry (leaving no tombstone) only if its version is exactly ARGV[1]. Returns 1 when deleted.
+ */
+const remove: ScriptSource = {
+  numberOfKeys: 2,
+  lua: `${PRELUDE}
+redis.call('DEL', KEYS[2])
+local kind, version = current(KEYS[1])
+if version == nil or version ~= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`,
+};
+
+/**
+ * lease. KEYS: lease. ARGV: fresh token, ttl in ms. Returns the token that holds the lease:
+ * the existing one when a lease is outstanding (concurrent misses share it, so one write revokes
+ * it for all of them), else ARGV[1], stored with PX ttl. A ttl <= 0 hands out a token that is
+ * never stored, hence already expired, as the memory tier does.
+ */
+const lease: ScriptSource = {
+  numberOfKeys: 1,
+  lua: `
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+local ms = tonumber(ARGV[2])
+if ms > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ms) end
+return ARGV[1]
+`,
+};
+
+/**
+ * fill under a lease. KEYS: entry, lease. ARGV: token, kind, version, json, freshUntil,
+ * staleUntil, ttl. Applies only if the lease key still holds the token, and consumes it. Never
+ * steps back a version; version 0 ("unknown") adopts the cached entry's version, so any later
+ * write replaces the fill. Returns 1 when applied.
+ */
+const fill: ScriptSource = {
+  numberOfKeys: 2,
+  lua: `${PRELUDE}
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+local kind, version, stored = current(KEYS[1])
+local at = ARGV[3]
+local incoming = tonumber(at)
+if incoming == 0 then
+  at = stored or '0'
+elseif version ~= nil and incoming < version then
+  return 0
+end
+store(KEYS[1], ARGV[2], at, ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return 1
+`,
+};
+
+export const REDIS_SCRIPTS = { set, invalidate, remove, lease, fill } as const;
+
+export type RedisScriptName = keyof typeof REDIS_SCRIPTS;

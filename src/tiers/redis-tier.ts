@@ -1,0 +1,483 @@
+/**
+ * The Redis tier (ioredis 5, a single Redis or a Redis Cluster): a cache that every process of
+ * the application shares.
+ *
+ * Contract 1: every conditional operation (set-if-newer, invalidate, compare-and-remove, lease,
+ * fill) is one Lua script (redis-scripts.ts), so the version check and the write are atomic on
+ * the server, whoever else writes the key. Contract 2 and 6: a lease is a Redis key holding a
+ * random token; concurrent misses in any process share it, and any write or invalidation of the
+ * key deletes it, so a fill that raced with a write is refused.
+ *
+ * Layout: the entry of tier key K is the hash `<prefix>{K}` (fields k kind, v version, d value
+ * JSON, f freshUntil, s staleUntil) and its lease the string `<prefix>{K}:lease`; the hash tag
+ * puts both in one cluster slot. Every entry expires at its staleUntil (PEXPIRE), computed with
+ * the tier's clock; leases expire by the server's clock.
+ *
+ * Cached data is never evaluated: values are JSON, parsed by decodeValue (deeply frozen, and a
+ * `__proto__` key is a plain own property). An entry this tier cannot read (written by something
+ * else under its prefix) reads as a miss, and the version rules treat it as nothing cached.
+ *
+ * ioredis is an optional peer dependency, loaded only when the tier creates its own client from
+ * a URL. Unlike the memory tier, close() keeps the cached data: other processes still use it.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import { systemClock, type Clock } from '../clock.js';
+import { decodeValue, encodeValue } from '../codec.js';
+import { CachewiseError } from '../errors.js';
+import { withTimeout } from '../util/timeout.js';
+import { REDIS_SCRIPTS, type RedisScriptName } from './redis-scripts.js';
+import type { Lease, Tier, TierEntry } from './tier.js';
+
+/** A client of ioredis 5: a single Redis (or Sentinel-managed) connection, or a Cluster. */
+export type RedisClient = Redis | Cluster;
+
+export interface RedisTierOptions {
+  /**
+   * An ioredis `Redis` or `Cluster` that the application created and owns: the tier shares it,
+   * and leaves it open on close() unless `ownsClient` is true. Give either `client` or `url`.
+   * The tier defines its scripts on it (methods named `cachewise_<script>_<sha>`).
+   */
+  client?: RedisClient;
+  /**
+   * `redis://` or `rediss://` URL of a single Redis: the tier creates its own client (ioredis must
+   * be installed) and quits it on close(). For a Redis Cluster, pass a `Cluster` as `client`.
+   * The client answers or fails fast: commands time out after 1 s (`commandTimeout`), are
+   * retried once after a reconnect (`maxRetriesPerRequest: 1`), and are auto-pipelined. The
+   * offline queue stays on, so calls made while the first connection opens wait for it instead of
+   * failing, but never longer than the command timeout.
+   */
+  url?: string;
+  /** ioredis options for the client created from `url`, over the defaults above. */
+  redisOptions?: RedisOptions;
+  /** Quit the `client` on close(), as if the tier had created it. Default false. */
+  ownsClient?: boolean;
+  /**
+   * Prefix of every key of this tier; clear() deletes exactly the keys under it. Non-empty, at
+   * most 128 characters, without `{` or `}` (the tier adds the hash tag). Default `'cw:'`.
+   * Give each cache sharing a Redis its own prefix.
+   */
+  prefix?: string;
+  /** Time source for TTLs (staleUntil - now) and for dropping expired entries on read. Default: the system clock. */
+  clock?: Clock;
+  /**
+   * Whether Redis may evict entries under memory pressure (`capabilities.evicts`). Default true;
+   * set false only when the server runs `maxmemory-policy noeviction` (see redisEvictionPolicy).
+   */
+  evicts?: boolean;
+}
+
+const DEFAULT_PREFIX = 'cw:';
+const MAX_PREFIX_LENGTH = 128;
+/** Keys asked for per SCAN round trip in clear(). */
+const SCAN_COUNT = 1000;
+/** TTLs past this (about 31,000 years) are kept without expiry: PEXPIRE takes a 64-bit integer. */
+const MAX_TTL_MS = 1e15;
+/** How long redisEvictionPolicy waits for CONFIG GET. */
+const CONFIG_TIMEOUT_MS = 2000;
+const KNOWN_OPTIONS = new Set(['client', 'url', 'redisOptions', 'ownsClient', 'prefix', 'clock', 'evicts']);
+const ENTRY_KINDS = new Set<string>(['value', 'absent', 'tombstone']);
+
+/** Defaults of the client that the tier creates from a URL (see RedisTierOptions.url). */
+const URL_CLIENT_DEFAULTS: RedisOptions = {
+  enableAutoPipelining: true,
+  commandTimeout: 1000,
+  connectTimeout: 2000,
+  maxRetriesPerRequest: 1,
+  enableOfflineQueue: true,
+  connectionName: 'cachewise',
+};
+
+export function redisTier(options: RedisTierOptions): Tier {
+  return new RedisTier(options);
+}
+
+/** A script call or a plain command, as ioredis method name and arguments. */
+type Command = [method: string, ...args: string[]];
+type Method = (...args: string[]) => Promise<unknown>;
+
+class RedisTier implements Tier {
+  readonly kind = 'redis';
+  readonly capabilities: { readonly inProcess: false; readonly shared: true; readonly invalidate: true; readonly evicts: boolean };
+
+  private readonly client: RedisClient;
+  private readonly ownsClient: boolean;
+  private readonly prefix: string;
+  private readonly clock: Clock;
+  /** ioredis method name of each script, defined on the client. */
+  private readonly scripts: Record<RedisScriptName, string>;
+  private closed = false;
+
+  constructor(options: RedisTierOptions) {
+    const settings = validateOptions(options);
+    this.prefix = settings.prefix;
+    this.clock = settings.clock;
+    this.capabilities = Object.freeze({ inProcess: false, shared: true, invalidate: true, evicts: settings.evicts } as const);
+    if (settings.url !== undefined) {
+      this.client = createClient(settings.url, settings.redisOptions);
+      this.ownsClient = true;
+    } else {
+      this.client = settings.client!;
+      this.ownsClient = settings.ownsClient;
+    }
+    this.scripts = defineScripts(this.client);
+  }
+
+  async get(key: string): Promise<TierEntry | undefined> {
+    this.assertOpen();
+    const fields = (await this.call(['hmget', this.entryKey(key), ...ENTRY_FIELDS])) as Fields;
+    return this.decode(fields);
+  }
+
+  async getMany(keys: readonly string[]): Promise<(TierEntry | undefined)[]> {
+    this.assertOpen();
+    const replies = await this.callMany(keys.map((key) => ['hmget', this.entryKey(key), ...ENTRY_FIELDS]));
+    return replies.map((fields) => this.decode(fields as Fields));
+  }
+
+  async set(key: string, entry: TierEntry): Promise<boolean> {
+    this.assertOpen();
+    return applied(await this.call(this.setCommand(key, entry)));
+  }
+
+  async setMany(items: readonly { key: string; entry: TierEntry }[]): Promise<boolean[]> {
+    this.assertOpen();
+    // Build every command first, so that one bad entry rejects the batch before anything is sent.
+    const commands = items.map(({ key, entry }) => this.setCommand(key, entry));
+    return (await this.callMany(commands)).map(applied);
+  }
+
+  async invalidate(key: string, version: number | undefined, ttlMs: number): Promise<void> {
+    this.assertOpen();
+    if (version !== undefined) assertNumber(version, 'version');
+    assertNumber(ttlMs, 'ttlMs');
+    const now = this.clock.now();
+    await this.call([
+      this.scripts.invalidate,
+      this.entryKey(key),
+      this.leaseKey(key),
+      version === undefined ? '' : String(version),
+      String(now),
+      String(now + ttlMs),
+      ttlArgument(ttlMs),
+    ]);
+  }
+
+  async remove(key: string, version: number): Promise<boolean> {
+    this.assertOpen();
+    assertNumber(version, 'version');
+    return applied(await this.call([this.scripts.remove, this.entryKey(key), this.leaseKey(key), String(version)]));
+  }
+
+  async lease(key: string, ttlMs: number): Promise<Lease> {
+    this.assertOpen();
+    assertNumber(ttlMs, 'ttlMs');
+    const candidate = randomBytes(16).toString('base64url');
+    const ms = ttlMs > 0 ? Math.ceil(Math.min(ttlMs, MAX_TTL_MS)) : 0;
+    const token = await this.call([this.scripts.lease, this.leaseKey(key), candidate, String(ms)]);
+    return { key, token: String(token) };
+  }
+
+  async fill(key: string, entry: TierEntry, lease: Lease): Promise<boolean> {
+    this.assertOpen();
+    if (typeof lease !== 'object' || lease === null || typeof lease.token !== 'string' || typeof lease.key !== 'string') {
+      throw new CachewiseError('E_INVALID_LEASE', 'fill needs the lease that tier.lease() returned', 'take a lease with tier.lease(key, ttlMs) after the miss, and pass it unchanged');
+    }
+    const args = this.entryArguments(key, entry);
+    if (lease.key !== key) return false;
+    return applied(await this.call([this.scripts.fill, this.entryKey(key), this.leaseKey(key), lease.token, ...args]));
+  }
+
+  async clear(): Promise<void> {
+    this.assertOpen();
+    const pattern = `${escapeGlob(`${this.client.options.keyPrefix ?? ''}${this.prefix}{`)}*`;
+    for (const node of await masterNodes(this.client)) await clearNode(node, pattern);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.ownsClient) return;
+    try {
+      await this.client.quit();
+    } catch {
+      // Quit failed (the server is gone): drop the connection instead of waiting for it.
+      this.client.disconnect();
+    }
+  }
+
+  private setCommand(key: string, entry: TierEntry): Command {
+    return [this.scripts.set, this.entryKey(key), this.leaseKey(key), ...this.entryArguments(key, entry)];
+  }
+
+  /** kind, version, JSON, freshUntil, staleUntil, ttl: the entry as the scripts take it. */
+  private entryArguments(key: string, entry: TierEntry): string[] {
+    assertEntry(key, entry);
+    const json = entry.kind === 'value' ? encodeValue(entry.value, Number.POSITIVE_INFINITY) : '';
+    const ttl = ttlArgument(entry.staleUntil - this.clock.now());
+    return [entry.kind, String(entry.version), json, String(entry.freshUntil), String(entry.staleUntil), ttl];
+  }
+
+  private decode(fields: Fields): TierEntry | undefined {
+    const entry = decodeEntry(fields);
+    // Redis expires entries by its own clock; the tier's clock decides too, as in the memory tier.
+    if (entry === undefined || entry.staleUntil <= this.clock.now()) return undefined;
+    return entry;
+  }
+
+  private entryKey(key: string): string {
+    assertTierKey(key);
+    return `${this.prefix}{${key}}`;
+  }
+
+  private leaseKey(key: string): string {
+    return `${this.entryKey(key)}:lease`;
+  }
+
+  private call(command: Command): Promise<unknown> {
+    const [method, ...args] = command;
+    return (this.client as unknown as Record<string, Method>)[method]!(...args);
+  }
+
+  /**
+   * Runs commands in one round trip where the client allows it: a pipeline on a single Redis.
+   * A Cluster pipeline must stay within one node's slots, and these keys spread over all of
+   * them, so on a Cluster each command goes on its own (batched per node when the client has
+   * enableAutoPipelining).
+   */
+  private async callMany(commands: Command[]): Promise<unknown[]> {
+    if (commands.length === 0) return [];
+    if (isCluster(this.client)) return Promise.all(commands.map((command) => this.call(command)));
+    const replies = await this.client.pipeline(commands).exec();
+    if (replies === null) throw new Error('the Redis pipeline was discarded');
+    return replies.map(([error, reply]) => {
+      if (error) throw error;
+      return reply;
+    });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) {
+      throw new CachewiseError('E_CLOSED', 'this redis tier is closed', 'create a new tier, or close it only after the last call');
+    }
+  }
+}
+
+/**
+ * The server's `maxmemory-policy` ('noeviction', 'allkeys-lru', 'volatile-ttl', ...), read with
+ * CONFIG GET; 'unknown' when the server refuses it (CONFIG disabled by a managed service) or
+ * does not answer within 2 s. On a Cluster, every master is asked: the answer is their common
+ * policy, or the first evicting one when they differ (the riskiest wins).
+ */
+export async function redisEvictionPolicy(client: RedisClient): Promise<string> {
+  try {
+    const policies = await withTimeout(
+      (async () => {
+        const nodes = await masterNodes(client);
+        return Promise.all(nodes.map(async (node) => configValue(await node.config('GET', 'maxmemory-policy'))));
+      })(),
+      CONFIG_TIMEOUT_MS,
+      'CONFIG GET maxmemory-policy',
+    );
+    if (policies.length === 0 || policies.some((policy) => policy === undefined)) return 'unknown';
+    return policies.find((policy) => policy !== 'noeviction') ?? 'noeviction';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The hash fields of an entry, in the order that decodeEntry reads them. */
+const ENTRY_FIELDS = ['k', 'v', 'd', 'f', 's'];
+type Fields = (string | null)[];
+
+function decodeEntry([kind, v, d, f, s]: Fields): TierEntry | undefined {
+  if (kind == null || v == null || f == null || s == null) return undefined;
+  const version = Number(v);
+  const freshUntil = Number(f);
+  const staleUntil = Number(s);
+  if (!Number.isFinite(version) || Number.isNaN(freshUntil) || Number.isNaN(staleUntil)) return undefined;
+  if (kind === 'absent' || kind === 'tombstone') return { kind, version, freshUntil, staleUntil };
+  if (kind !== 'value' || d == null) return undefined;
+  let value: unknown;
+  try {
+    value = decodeValue(d);
+  } catch {
+    return undefined;
+  }
+  return { kind, version, value, freshUntil, staleUntil };
+}
+
+/** A script's 1 (applied) or 0; a client with `stringNumbers` returns it as a string. */
+function applied(reply: unknown): boolean {
+  return Number(reply) === 1;
+}
+
+/** Milliseconds to live as the scripts take them: '0' already expired, '-1' never expires. */
+function ttlArgument(ms: number): string {
+  if (ms <= 0) return '0';
+  if (!(ms <= MAX_TTL_MS)) return '-1';
+  return String(Math.ceil(ms));
+}
+
+function assertEntry(key: string, entry: TierEntry): void {
+  const ok =
+    typeof entry === 'object' &&
+    entry !== null &&
+    ENTRY_KINDS.has(entry.kind) &&
+    Number.isFinite(entry.version) &&
+    typeof entry.freshUntil === 'number' &&
+    !Number.isNaN(entry.freshUntil) &&
+    typeof entry.staleUntil === 'number' &&
+    !Number.isNaN(entry.staleUntil);
+  if (!ok) {
+    throw new CachewiseError(
+      'E_INVALID_VALUE',
+      `the tier entry for key ${JSON.stringify(key)} is malformed`,
+      "pass { kind: 'value' | 'absent' | 'tombstone', version: finite number, freshUntil, staleUntil: numbers }",
+      { details: { key } },
+    );
+  }
+}
+
+function assertNumber(n: number, name: string): void {
+  if (typeof n !== 'number' || Number.isNaN(n)) {
+    throw new CachewiseError('E_INVALID_VALUE', `${name} must be a number, got ${String(n)}`, `pass ${name} as a number`);
+  }
+}
+
+/** A key whose hash tag would be empty (`{}`) would put the entry and its lease in different slots. */
+function assertTierKey(key: string): void {
+  if (typeof key === 'string' && key.length > 0 && !key.startsWith('}')) return;
+  throw new CachewiseError(
+    'E_INVALID_KEY',
+    `a redis tier key must be a non-empty string not starting with "}", got ${typeof key === 'string' ? JSON.stringify(key) : typeof key}`,
+    'namespace keys as collection:key',
+  );
+}
+
+/** Glob pattern escaping for SCAN MATCH: the prefix is matched literally. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+function isCluster(client: RedisClient): client is Cluster {
+  return client.isCluster === true;
+}
+
+/** The connections that hold data: the client itself, or every master of a Cluster. */
+async function masterNodes(client: RedisClient): Promise<Redis[]> {
+  if (!isCluster(client)) return [client];
+  // The node list is known once the Cluster is ready; a command waits for that.
+  if (client.status !== 'ready') await client.ping();
+  return client.nodes('master');
+}
+
+async function clearNode(node: Redis, pattern: string): Promise<void> {
+  // SCAN returns whole keys; the node adds its own keyPrefix back to each UNLINK.
+  const nodePrefix = node.options.keyPrefix ?? '';
+  let cursor = '0';
+  do {
+    const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
+    cursor = next;
+    if (keys.length === 0) continue;
+    // One UNLINK per key: on a Cluster node, a multi-key UNLINK must stay within one slot.
+    const replies = await node.pipeline(keys.map((key) => ['unlink', key.slice(nodePrefix.length)])).exec();
+    const failed = replies?.find(([error]) => error !== null);
+    if (failed) throw failed[0];
+  } while (cursor !== '0');
+}
+
+function configValue(reply: unknown): string | undefined {
+  return Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : undefined;
+}
+
+/** Defines each script on the client once (ioredis runs it by EVALSHA and reloads it after NOSCRIPT). */
+function defineScripts(client: RedisClient): Record<RedisScriptName, string> {
+  const names = {} as Record<RedisScriptName, string>;
+  for (const [script, source] of Object.entries(REDIS_SCRIPTS) as [RedisScriptName, (typeof REDIS_SCRIPTS)[RedisScriptName]][]) {
+    // The digest in the name keeps two versions of this library sharing a client apart.
+    const sha = createHash('sha1').update(source.lua).digest('hex').slice(0, 12);
+    const method = `cachewise_${script}_${sha}`;
+    if (typeof (client as unknown as Record<string, unknown>)[method] !== 'function') {
+      client.defineCommand(method, { numberOfKeys: source.numberOfKeys, lua: source.lua });
+    }
+    names[script] = method;
+  }
+  return names;
+}
+
+function createClient(url: string, redisOptions: RedisOptions | undefined): Redis {
+  const ioredis = loadIoredis();
+  let client: Redis;
+  try {
+    client = new ioredis.Redis(url, { ...URL_CLIENT_DEFAULTS, ...redisOptions });
+  } catch (error) {
+    throw invalidOption('url', `cannot create a Redis client for ${JSON.stringify(url)}`, 'pass a URL such as redis://127.0.0.1:6379', error);
+  }
+  // Failures reach the caller as rejected commands; without a listener ioredis would also log each one.
+  client.on('error', () => undefined);
+  return client;
+}
+
+function loadIoredis(): { Redis: typeof Redis } {
+  try {
+    return createRequire(import.meta.url)('ioredis') as { Redis: typeof Redis };
+  } catch (error) {
+    if ((error as { code?: unknown } | null)?.code !== 'MODULE_NOT_FOUND') {
+      throw new CachewiseError('E_MISSING_DEPENDENCY', 'ioredis is installed but failed to load', 'reinstall it with npm install ioredis@5', { cause: error });
+    }
+    throw new CachewiseError('E_MISSING_DEPENDENCY', 'redisTier with a url needs the ioredis package, which is not installed', 'npm install ioredis@5, or pass your own client', {
+      cause: error,
+    });
+  }
+}
+
+interface Settings {
+  client: RedisClient | undefined;
+  url: string | undefined;
+  redisOptions: RedisOptions | undefined;
+  ownsClient: boolean;
+  prefix: string;
+  clock: Clock;
+  evicts: boolean;
+}
+
+function validateOptions(options: RedisTierOptions): Settings {
+  if (typeof options !== 'object' || options === null) {
+    throw invalidOption('options', 'redisTier options must be an object', 'pass { client } or { url }');
+  }
+  for (const name of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(name)) throw invalidOption(name, `unknown redisTier option "${name}"`, `use only ${[...KNOWN_OPTIONS].join(', ')}`);
+  }
+  const { client, url, redisOptions, ownsClient = false, prefix = DEFAULT_PREFIX, clock = systemClock, evicts = true } = options;
+  if ((client === undefined) === (url === undefined)) {
+    throw invalidOption('client', 'redisTier needs exactly one of "client" and "url"', 'pass an ioredis Redis or Cluster as client, or a redis:// URL as url');
+  }
+  if (client !== undefined && (typeof client !== 'object' || client === null || typeof client.defineCommand !== 'function' || typeof client.isCluster !== 'boolean')) {
+    throw invalidOption('client', 'client must be an ioredis 5 Redis or Cluster', 'pass new Redis(...) or new Cluster(...) from ioredis@5');
+  }
+  if (url !== undefined && (typeof url !== 'string' || !/^rediss?:\/\//.test(url))) {
+    throw invalidOption('url', `url must be a redis:// or rediss:// URL, got ${JSON.stringify(url) ?? String(url)}`, 'pass e.g. redis://127.0.0.1:6379');
+  }
+  if (redisOptions !== undefined && (url === undefined || typeof redisOptions !== 'object' || redisOptions === null)) {
+    throw invalidOption('redisOptions', 'redisOptions applies only to the client created from url, and must be an object', 'configure your own client directly, or pass url');
+  }
+  if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > MAX_PREFIX_LENGTH || /[{}]/.test(prefix)) {
+    throw invalidOption(
+      'prefix',
+      `prefix must be a non-empty string of at most ${MAX_PREFIX_LENGTH} characters without "{" or "}", got ${JSON.stringify(prefix) ?? String(prefix)}`,
+      "use e.g. 'cw:' or 'myapp:cache:'",
+    );
+  }
+  if (typeof ownsClient !== 'boolean') throw invalidOption('ownsClient', 'ownsClient must be a boolean', 'pass true or false');
+  if (typeof evicts !== 'boolean') throw invalidOption('evicts', 'evicts must be a boolean', 'pass true or false');
+  if (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function') {
+    throw invalidOption('clock', 'clock must be an object with a now() method', 'pass a Clock, or leave clock unset for the system clock');
+  }
+  return { client, url, redisOptions, ownsClient, prefix, clock, evicts };
+}
+
+function invalidOption(option: string, message: string, remedy: string, cause?: unknown): CachewiseError {
+  return new CachewiseError('E_INVALID_OPTION', message, remedy, { cause, details: { option } });
+}

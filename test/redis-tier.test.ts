@@ -1,0 +1,510 @@
+/**
+ * redisTier against real servers: the Tier conformance suite on the shared Redis and on a
+ * 3-master Redis Cluster that this file starts, then what is specific to Redis (key layout,
+ * TTLs, scripts after SCRIPT FLUSH, prototype-safe JSON, prefix-scoped clear, client ownership,
+ * outage and eviction policy). Servers that a test must flush, stop or configure are its own,
+ * never the shared one.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { ManualClock } from '../src/clock.js';
+import { isCachewiseError } from '../src/errors.js';
+import { REDIS_SCRIPTS } from '../src/tiers/redis-scripts.js';
+import { redisEvictionPolicy, redisTier, type RedisClient, type RedisTierOptions } from '../src/tiers/redis-tier.js';
+import type { Tier, TierEntry } from '../src/tiers/tier.js';
+import { tierConformance } from './conformance/tier-conformance.js';
+import {
+  ownedRedisPids,
+  redisServerPidsOnMachine,
+  skipUnlessRedisServer,
+  startRedisCluster,
+  startRedisServer,
+  stopAllRedisServers,
+  type RedisClusterHandle,
+  type RedisServer,
+} from './helpers/redis-servers.js';
+import { REDIS_URL, skipUnless } from './helpers/servers.js';
+
+const skip = await skipUnless('redis');
+
+if (skip) {
+  test('redisTier suites need Redis', { skip }, () => undefined);
+} else {
+  registerSuites(skipUnlessRedisServer());
+}
+
+function registerSuites(skipOwned: false | string): void {
+  /** Every key this run writes to the shared Redis starts with it; removed by teardown(). */
+  const runPrefix = `cw-test-${randomBytes(6).toString('hex')}:`;
+  let prefixes = 0;
+  const nextPrefix = () => `${runPrefix}${++prefixes}:`;
+  const clients: RedisClient[] = [];
+  const startedPids = new Set<number>();
+
+  function connect(url = REDIS_URL, options: RedisOptions = {}): Redis {
+    const client = new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 2000, ...options });
+    client.on('error', () => undefined);
+    clients.push(client);
+    return client;
+  }
+
+  let sharedClient: Redis | undefined;
+  /** The application's client on the shared Redis (no auto-pipelining: getMany/setMany use a pipeline). */
+  const shared = () => (sharedClient ??= connect());
+
+  async function ownServer(args: string[] = []): Promise<RedisServer> {
+    const server = await startRedisServer({ args });
+    startedPids.add(server.pid!);
+    return server;
+  }
+
+  let clusterStart: Promise<{ handle: RedisClusterHandle; client: Cluster }> | undefined;
+  /** The test cluster, started on first use and shared by the cluster tests. */
+  function cluster(): Promise<{ handle: RedisClusterHandle; client: Cluster }> {
+    clusterStart ??= (async () => {
+      const handle = await startRedisCluster({ masters: 3 });
+      for (const node of handle.nodes) startedPids.add(node.pid!);
+      const client = new Cluster([...handle.startupNodes], { enableAutoPipelining: true, redisOptions: { commandTimeout: 2000 } });
+      client.on('error', () => undefined);
+      clients.push(client);
+      return { handle, client };
+    })();
+    return clusterStart;
+  }
+
+  /** Removes this run's keys from the shared Redis, quits every client, stops every owned server. */
+  async function teardown(): Promise<void> {
+    if (sharedClient !== undefined && sharedClient.status === 'ready') {
+      const keys = await keysMatching(sharedClient, `${runPrefix}*`);
+      if (keys.length > 0) await sharedClient.unlink(...keys);
+    }
+    await Promise.all(clients.splice(0).map((client) => client.quit().catch(() => client.disconnect())));
+    await stopAllRedisServers();
+  }
+
+  after(teardown);
+
+  const value = (version: number, v: unknown = version, now = Date.now(), ttl = 60_000): TierEntry => ({
+    kind: 'value',
+    version,
+    value: v,
+    freshUntil: now + ttl,
+    staleUntil: now + ttl,
+  });
+
+  tierConformance('redisTier on a single Redis', async () => {
+    const tier = redisTier({ client: shared(), prefix: nextPrefix() });
+    return { tier, now: () => Date.now(), cleanup: () => clearAndClose(tier) };
+  });
+
+  tierConformance('redisTier from a url (its own auto-pipelined client)', async () => {
+    const tier = redisTier({ url: REDIS_URL, prefix: nextPrefix() });
+    return { tier, now: () => Date.now(), cleanup: () => clearAndClose(tier) };
+  });
+
+  describe('redisTier on a single Redis', () => {
+    test('kind and capabilities: shared, not in-process, invalidates, evicts unless told otherwise', () => {
+      const tier = redisTier({ client: shared(), prefix: nextPrefix() });
+      assert.equal(tier.kind, 'redis');
+      assert.deepEqual({ ...tier.capabilities }, { inProcess: false, shared: true, invalidate: true, evicts: true });
+      assert.equal(redisTier({ client: shared(), evicts: false }).capabilities.evicts, false);
+    });
+
+    test('an entry lives in the hash <prefix>{key} and its lease in <prefix>{key}:lease', async () => {
+      const prefix = nextPrefix();
+      const tier = redisTier({ client: shared(), prefix });
+      const now = Date.now();
+      await tier.set('users:42', { kind: 'value', version: 3, value: { name: 'Ada' }, freshUntil: now + 1000, staleUntil: now + 60_000 });
+      await tier.invalidate('users:44', 9, 60_000);
+      const lease = await tier.lease('users:43', 60_000);
+      const redis = shared();
+      assert.equal(await redis.type(`${prefix}{users:42}`), 'hash');
+      assert.deepEqual(await redis.hgetall(`${prefix}{users:42}`), { k: 'value', v: '3', d: '{"name":"Ada"}', f: String(now + 1000), s: String(now + 60_000) });
+      assert.deepEqual(Object.keys(await redis.hgetall(`${prefix}{users:44}`)).sort(), ['f', 'k', 's', 'v'], 'a tombstone has no value field');
+      assert.equal(await redis.get(`${prefix}{users:43}:lease`), lease.token);
+    });
+
+    test('every entry expires at its staleUntil; tombstones after their ttl; leases after theirs', async () => {
+      const prefix = nextPrefix();
+      const tier = redisTier({ client: shared(), prefix });
+      const redis = shared();
+      await tier.set('c:a', value(1, 'a', Date.now(), 30_000));
+      await tier.invalidate('c:b', 4, 5_000);
+      await tier.lease('c:c', 2_000);
+      await tier.set('c:forever', { kind: 'absent', version: 1, freshUntil: Infinity, staleUntil: Infinity });
+      const ttlA = await redis.pttl(`${prefix}{c:a}`);
+      const ttlB = await redis.pttl(`${prefix}{c:b}`);
+      const ttlLease = await redis.pttl(`${prefix}{c:c}:lease`);
+      assert.ok(ttlA > 25_000 && ttlA <= 30_000, `entry PTTL ${ttlA}`);
+      assert.ok(ttlB > 0 && ttlB <= 5_000, `tombstone PTTL ${ttlB}`);
+      assert.ok(ttlLease > 0 && ttlLease <= 2_000, `lease PTTL ${ttlLease}`);
+      assert.equal(await redis.pttl(`${prefix}{c:forever}`), -1, 'staleUntil Infinity: no expiry');
+      assert.equal((await tier.get('c:forever'))?.staleUntil, Infinity);
+    });
+
+    test("an entry past staleUntil on the tier's clock reads as a miss, as in the memory tier", async () => {
+      const clock = new ManualClock(Date.now());
+      const tier = redisTier({ client: shared(), prefix: nextPrefix(), clock });
+      await tier.set('c:a', { kind: 'value', version: 1, value: 1, freshUntil: clock.now() + 100, staleUntil: clock.now() + 200 });
+      clock.advance(150);
+      assert.equal((await tier.get('c:a'))?.version, 1, 'kept while stale');
+      clock.advance(100);
+      assert.equal(await tier.get('c:a'), undefined);
+    });
+
+    test('a value with __proto__ keys comes back as a plain own property, deeply frozen, and pollutes nothing', async () => {
+      const prefix = nextPrefix();
+      const tier = redisTier({ client: shared(), prefix });
+      const hostile = JSON.parse('{"__proto__": {"polluted": true}, "list": [{"__proto__": {"deep": 1}}]}') as unknown;
+      await tier.set('c:a', value(1, hostile));
+      // The same text written by something else, straight into the hash:
+      await shared().hset(`${prefix}{c:b}`, 'k', 'value', 'v', '1', 'f', String(Date.now() + 60_000), 's', String(Date.now() + 60_000), 'd', '{"__proto__":{"isAdmin":true}}');
+      for (const key of ['c:a', 'c:b']) {
+        const entry = await tier.get(key);
+        assert.equal(entry?.kind, 'value');
+        const got = (entry as { value: Record<string, unknown> }).value;
+        assert.equal(Object.getPrototypeOf(got), Object.prototype);
+        assert.ok(Object.hasOwn(got, '__proto__'), 'an own property named __proto__');
+        assert.ok(Object.isFrozen(got) && Object.isFrozen(got['__proto__']), 'deeply frozen');
+      }
+      const a = (await tier.get('c:a')) as { value: { list: object[] } };
+      assert.ok(Object.isFrozen(a.value.list) && Object.isFrozen(a.value.list[0]));
+      assert.equal(({} as Record<string, unknown>).polluted, undefined);
+      assert.equal(({} as Record<string, unknown>).isAdmin, undefined);
+    });
+
+    test('an unreadable entry under the prefix reads as a miss and the next write replaces it', async () => {
+      const prefix = nextPrefix();
+      const tier = redisTier({ client: shared(), prefix });
+      await shared().hset(`${prefix}{c:a}`, 'k', 'value', 'v', 'not a number', 'f', '0', 's', '0', 'd', '1');
+      await shared().hset(`${prefix}{c:b}`, 'k', 'value', 'v', '3', 'f', '0', 's', String(Date.now() + 60_000), 'd', '{not json');
+      assert.deepEqual(await tier.getMany(['c:a', 'c:b']), [undefined, undefined]);
+      assert.equal(await tier.set('c:a', value(1, 'fixed')), true);
+      assert.equal(((await tier.get('c:a')) as { value: unknown }).value, 'fixed');
+    });
+
+    test('versions up to Number.MAX_SAFE_INTEGER compare and round-trip exactly through the scripts', async () => {
+      const tier = redisTier({ client: shared(), prefix: nextPrefix() });
+      const top = Number.MAX_SAFE_INTEGER;
+      assert.equal(await tier.set('c:a', value(top - 1)), true);
+      assert.equal(await tier.set('c:a', value(top - 2)), false);
+      assert.equal(await tier.set('c:a', value(top)), true);
+      assert.equal((await tier.get('c:a'))?.version, top);
+      await tier.invalidate('c:a', undefined, 60_000);
+      assert.deepEqual(await tier.get('c:a').then((e) => [e?.kind, e?.version]), ['tombstone', top]);
+      const lease = await tier.lease('c:a', 60_000);
+      assert.equal(await tier.fill('c:a', value(0, 'unknown version'), lease), true);
+      assert.equal((await tier.get('c:a'))?.version, top, 'version 0 adopts the exact cached version');
+      assert.equal(await tier.remove('c:a', top - 1), false);
+      assert.equal(await tier.remove('c:a', top), true);
+    });
+
+    test('concurrent misses in two processes share one lease, and a write through either revokes it', async () => {
+      const prefix = nextPrefix();
+      const one = redisTier({ client: shared(), prefix });
+      const two = redisTier({ client: connect(), prefix }); // another connection, as another process has
+      const [a, b] = await Promise.all([one.lease('c:a', 60_000), two.lease('c:a', 60_000)]);
+      assert.equal(a.token, b.token);
+      await two.set('c:a', value(5, 'written'));
+      assert.equal(await one.fill('c:a', value(4, 'loaded before the write'), a), false);
+      assert.equal(((await one.get('c:a')) as { value: unknown }).value, 'written');
+    });
+
+    test('a lease expires by the server clock; the next miss gets a new token', async () => {
+      const tier = redisTier({ client: shared(), prefix: nextPrefix() });
+      const first = await tier.lease('c:a', 30);
+      await sleep(60);
+      assert.equal(await tier.fill('c:a', value(1), first), false);
+      const second = await tier.lease('c:a', 60_000);
+      assert.notEqual(second.token, first.token);
+      assert.equal(await tier.fill('c:a', value(1), second), true);
+    });
+
+    test('clear() deletes this prefix only, even beside a longer prefix and glob characters', async () => {
+      const base = nextPrefix();
+      const redis = shared();
+      const mine = redisTier({ client: redis, prefix: `${base}a:` });
+      const longer = redisTier({ client: redis, prefix: `${base}a:b:` });
+      const globby = redisTier({ client: redis, prefix: `${base}*?[a]\\:` });
+      for (const tier of [mine, longer, globby]) {
+        await tier.set('c:1', value(1));
+        await tier.lease('c:2', 60_000);
+      }
+      await redis.set(`${base}a:plain`, 'not the tier');
+      await globby.clear();
+      assert.equal(await globby.get('c:1'), undefined);
+      assert.equal((await mine.get('c:1'))?.version, 1, 'a glob prefix matched literally');
+      await mine.clear();
+      assert.equal(await mine.get('c:1'), undefined);
+      assert.equal(await redis.exists(`${base}a:{c:2}:lease`), 0, 'leases cleared too');
+      assert.equal((await longer.get('c:1'))?.version, 1);
+      assert.equal(await redis.exists(`${base}a:b:{c:2}:lease`), 1);
+      assert.equal(await redis.get(`${base}a:plain`), 'not the tier');
+    });
+
+    test("clear() works through a client's own keyPrefix", async () => {
+      const base = nextPrefix();
+      const prefixed = connect(REDIS_URL, { keyPrefix: `${base}app:` });
+      const tier = redisTier({ client: prefixed, prefix: 'cw:' });
+      await tier.set('c:1', value(1));
+      assert.equal(await shared().exists(`${base}app:cw:{c:1}`), 1);
+      const other = redisTier({ client: shared(), prefix: `${base}other:` });
+      await other.set('c:1', value(1));
+      await tier.clear();
+      assert.equal(await shared().exists(`${base}app:cw:{c:1}`), 0);
+      assert.equal((await other.get('c:1'))?.version, 1);
+    });
+
+    test('getMany and setMany of many keys line up in one pipeline', async () => {
+      const tier = redisTier({ client: shared(), prefix: nextPrefix() });
+      const items = Array.from({ length: 500 }, (_, i) => ({ key: `c:${i}`, entry: value(i + 1) }));
+      assert.ok((await tier.setMany(items)).every(Boolean));
+      assert.deepEqual((await tier.setMany(items)).filter(Boolean), [], 'same versions are not newer');
+      const versions = (await tier.getMany(items.map((item) => item.key).reverse())).map((entry) => entry?.version);
+      assert.deepEqual(versions, items.map((item) => item.entry.version).reverse());
+      assert.deepEqual(await tier.getMany([]), []);
+      assert.deepEqual(await tier.setMany([]), []);
+    });
+
+    test('a client that returns numbers as strings (stringNumbers) reads the same answers', async () => {
+      const tier = redisTier({ client: connect(REDIS_URL, { stringNumbers: true }), prefix: nextPrefix() });
+      assert.equal(await tier.set('c:a', value(2)), true);
+      assert.equal(await tier.set('c:a', value(1)), false);
+      assert.deepEqual(await tier.setMany([{ key: 'c:a', entry: value(3) }]), [true]);
+      assert.equal(await tier.remove('c:a', 3), true);
+    });
+
+    test('without ioredis installed, a url tier fails with E_MISSING_DEPENDENCY and a passed client needs no import', () => {
+      const program = [
+        "import { redisTier } from './src/tiers/redis-tier.js';",
+        "try { redisTier({ url: 'redis://127.0.0.1:6379' }); console.log('created'); } catch (error) { console.log(error.code); }",
+        "console.log(redisTier({ client: { isCluster: false, defineCommand() {}, options: {} } }).kind);",
+      ].join('\n');
+      const hide = fileURLToPath(new URL('./helpers/without-ioredis.cjs', import.meta.url));
+      const run = spawnSync(process.execPath, ['--require', hide, '--import', 'tsx', '--input-type=module', '-e', program], {
+        cwd: fileURLToPath(new URL('..', import.meta.url)),
+        encoding: 'utf8',
+      });
+      assert.equal(run.status, 0, run.stderr);
+      assert.deepEqual(run.stdout.trim().split('\n'), ['E_MISSING_DEPENDENCY', 'redis']);
+    });
+
+    test('a passed client stays open on close(); with ownsClient: true the tier quits it', async () => {
+      const client = connect();
+      await redisTier({ client, prefix: nextPrefix() }).close();
+      assert.equal(await client.ping(), 'PONG');
+      const owned = connect();
+      await owned.ping();
+      const ended = new Promise((resolve) => owned.once('end', resolve));
+      await redisTier({ client: owned, prefix: nextPrefix(), ownsClient: true }).close();
+      await ended;
+      assert.equal(owned.status, 'end');
+    });
+
+    test('calls after close() fail with E_CLOSED; close() twice is harmless', async () => {
+      const tier = redisTier({ client: shared(), prefix: nextPrefix() });
+      await tier.close();
+      await tier.close();
+      await assert.rejects(tier.get('c:a'), (error) => isCachewiseError(error, 'E_CLOSED'));
+      await assert.rejects(tier.set('c:a', value(1)), (error) => isCachewiseError(error, 'E_CLOSED'));
+    });
+
+    test('bad options get E_INVALID_OPTION naming the option', () => {
+      const bad: [string, unknown][] = [
+        ['neither client nor url', {}],
+        ['both client and url', { client: shared(), url: REDIS_URL }],
+        ['a url that is not redis://', { url: 'http://127.0.0.1:6379' }],
+        ['a client that is not ioredis', { client: { get() {} } }],
+        ['an empty prefix', { client: shared(), prefix: '' }],
+        ['a prefix with a brace', { client: shared(), prefix: 'cw{x}:' }],
+        ['an unknown option', { client: shared(), ttl: 5 }],
+        ['redisOptions without url', { client: shared(), redisOptions: {} }],
+      ];
+      for (const [what, options] of bad) {
+        assert.throws(() => redisTier(options as RedisTierOptions), (error) => isCachewiseError(error, 'E_INVALID_OPTION'), what);
+      }
+    });
+
+    test('a bad key or entry gets a typed error and changes nothing', async () => {
+      const tier = redisTier({ client: shared(), prefix: nextPrefix() });
+      await tier.set('c:a', value(2, 'kept'));
+      await assert.rejects(tier.set('', value(3)), (error) => isCachewiseError(error, 'E_INVALID_KEY'));
+      await assert.rejects(tier.set('}x', value(3)), (error) => isCachewiseError(error, 'E_INVALID_KEY'), 'an empty hash tag would split entry and lease');
+      await assert.rejects(tier.set('c:a', { ...value(3), version: Number.NaN }), (error) => isCachewiseError(error, 'E_INVALID_VALUE'));
+      await assert.rejects(tier.set('c:a', value(3, () => 1)), (error) => isCachewiseError(error, 'E_INVALID_VALUE'));
+      await assert.rejects(
+        tier.setMany([
+          { key: 'c:a', entry: value(4) },
+          { key: 'c:b', entry: { kind: 'value', version: 4, value: undefined, freshUntil: Date.now() + 1000, staleUntil: Date.now() + 1000 } },
+        ]),
+        (error) => isCachewiseError(error, 'E_INVALID_VALUE'),
+      );
+      await assert.rejects(tier.fill('c:a', value(3), null as never), (error) => isCachewiseError(error, 'E_INVALID_LEASE'));
+      assert.equal(((await tier.get('c:a')) as { value: unknown; version: number }).value, 'kept');
+      assert.equal((await tier.get('c:a'))?.version, 2);
+      assert.equal(await tier.get('c:b'), undefined);
+    });
+
+    test("redisEvictionPolicy reads the shared server's policy, and 'unknown' when it cannot", async () => {
+      const policy = await redisEvictionPolicy(shared());
+      assert.match(policy, /^(noeviction|(allkeys|volatile)-(lru|lfu|random)|volatile-ttl)$/);
+      const gone = connect();
+      await gone.quit();
+      assert.equal(await redisEvictionPolicy(gone), 'unknown');
+    });
+  });
+
+  describe('redisTier on a test-owned redis-server', { skip: skipOwned }, () => {
+    test('scripts run by EVALSHA and survive SCRIPT FLUSH (NOSCRIPT reloads them), one by one and pipelined', async () => {
+      const server = await ownServer();
+      const client = connect(server.url);
+      const tier = redisTier({ client, prefix: 'cw:' });
+      const setSha = createHash('sha1').update(REDIS_SCRIPTS.set.lua).digest('hex');
+      const calls = async (command: string) => Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(await client.info('commandstats'))?.[1] ?? 0);
+      for (let version = 1; version <= 5; version++) await tier.set('c:a', value(version));
+      assert.deepEqual(await client.script('EXISTS', setSha), [1], 'loaded on first use');
+      assert.ok((await calls('evalsha')) >= 4, 'later calls run by EVALSHA');
+      await client.script('FLUSH');
+      assert.deepEqual(await client.script('EXISTS', setSha), [0], 'flushed');
+      assert.equal(await tier.set('c:a', value(6)), true, 'NOSCRIPT, then the script is sent again');
+      assert.deepEqual(await client.script('EXISTS', setSha), [1], 'reloaded');
+      const evalCalls = await calls('eval');
+      for (let version = 7; version <= 9; version++) await tier.set('c:a', value(version));
+      assert.equal(await calls('eval'), evalCalls, 'back to EVALSHA once reloaded');
+      await client.script('FLUSH');
+      assert.deepEqual(await tier.setMany([{ key: 'c:a', entry: value(10) }, { key: 'c:b', entry: value(1) }]), [true, true]);
+      await client.script('FLUSH');
+      const lease = await tier.lease('c:c', 60_000);
+      await client.script('FLUSH');
+      assert.equal(await tier.fill('c:c', value(7), lease), true);
+      await client.script('FLUSH');
+      await tier.invalidate('c:a', undefined, 60_000);
+      assert.deepEqual(await tier.getMany(['c:a', 'c:b', 'c:c']).then((es) => es.map((e) => [e?.kind, e?.version])), [
+        ['tombstone', 10],
+        ['value', 1],
+        ['value', 7],
+      ]);
+    });
+
+    test('a tier made from a url quits its own client on close()', async () => {
+      const server = await ownServer();
+      const tier = redisTier({ url: server.url, prefix: 'cw:' });
+      await tier.set('c:a', value(1));
+      const named = async () => (await server.command('CLIENT', 'LIST')).split('\n').filter((line) => / name=cachewise /.test(line)).length;
+      assert.equal(await named(), 1);
+      await tier.close();
+      for (let i = 0; i < 50 && (await named()) > 0; i++) await sleep(20);
+      assert.equal(await named(), 0);
+    });
+
+    test('while Redis is down a url tier fails fast instead of hanging, and recovers after a restart', async () => {
+      const server = await ownServer();
+      const tier = redisTier({ url: server.url, prefix: 'cw:' });
+      await tier.set('c:a', value(1));
+      await server.kill();
+      const started = Date.now();
+      await assert.rejects(tier.get('c:a'));
+      const took = Date.now() - started;
+      assert.ok(took < 2_500, `failed after ${took} ms`);
+      await server.restart();
+      startedPids.add(server.pid!);
+      let recovered = false;
+      for (let i = 0; i < 60 && !recovered; i++) {
+        recovered = await tier.set('c:a', value(2)).then(
+          (applied) => applied,
+          () => false,
+        );
+        if (!recovered) await sleep(100);
+      }
+      assert.ok(recovered, 'the tier works again once Redis is back (an empty Redis: it kept nothing on disk)');
+      await tier.close();
+    });
+
+    test("redisEvictionPolicy reads 'allkeys-lru' from a server started with it", async () => {
+      const server = await ownServer(['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru']);
+      assert.equal(await redisEvictionPolicy(connect(server.url)), 'allkeys-lru');
+    });
+  });
+
+  describe('redisTier on a 3-master Redis Cluster', { skip: skipOwned }, () => {
+    tierConformance('redisTier on a 3-master Redis Cluster', async () => {
+      const { client } = await cluster();
+      const tier = redisTier({ client, prefix: nextPrefix() });
+      return { tier, now: () => Date.now(), cleanup: () => clearAndClose(tier) };
+    });
+
+    test('an entry and its lease share a slot, and keys spread over every master', async () => {
+      const { client, handle } = await cluster();
+      const prefix = nextPrefix();
+      const tier = redisTier({ client, prefix });
+      await tier.setMany(Array.from({ length: 60 }, (_, i) => ({ key: `users:${i}`, entry: value(1) })));
+      assert.equal(await client.cluster('KEYSLOT', `${prefix}{users:7}`), await client.cluster('KEYSLOT', `${prefix}{users:7}:lease`));
+      const sizes = await Promise.all(handle.nodes.map(async (node) => Number((await node.command('DBSIZE')).slice(1))));
+      assert.ok(sizes.every((size) => size > 0), `keys per master: ${sizes.join(', ')}`);
+      await tier.clear();
+    });
+
+    test('clear() deletes this prefix on every master and leaves other prefixes', async () => {
+      const { client } = await cluster();
+      const tier = redisTier({ client, prefix: nextPrefix() });
+      const other = redisTier({ client, prefix: nextPrefix() });
+      const keys = Array.from({ length: 100 }, (_, i) => `c:${i}`);
+      await tier.setMany(keys.map((key) => ({ key, entry: value(1) })));
+      await other.setMany(keys.map((key) => ({ key, entry: value(1) })));
+      await tier.clear();
+      assert.ok((await tier.getMany(keys)).every((entry) => entry === undefined));
+      assert.ok((await other.getMany(keys)).every((entry) => entry?.version === 1));
+      await other.clear();
+    });
+
+    test('scripts survive SCRIPT FLUSH on every node', async () => {
+      const { client, handle } = await cluster();
+      const tier = redisTier({ client, prefix: nextPrefix() });
+      const keys = Array.from({ length: 30 }, (_, i) => `c:${i}`);
+      assert.ok((await tier.setMany(keys.map((key) => ({ key, entry: value(1) })))).every(Boolean));
+      for (const node of handle.nodes) assert.match(await node.command('SCRIPT', 'FLUSH'), /^\+OK/);
+      assert.ok((await tier.setMany(keys.map((key) => ({ key, entry: value(2) })))).every(Boolean));
+      const lease = await tier.lease('c:new', 60_000);
+      for (const node of handle.nodes) await node.command('SCRIPT', 'FLUSH');
+      assert.equal(await tier.fill('c:new', value(1), lease), true);
+      assert.deepEqual((await tier.getMany(['c:0', 'c:29', 'c:new'])).map((e) => e?.version), [2, 2, 1]);
+      await tier.clear();
+    });
+
+    test("redisEvictionPolicy asks every master: 'noeviction' on the test cluster", async () => {
+      const { client } = await cluster();
+      assert.equal(await redisEvictionPolicy(client), 'noeviction');
+    });
+  });
+
+  test('the run leaves no key on the shared Redis and no test-owned redis-server running', async () => {
+    await teardown();
+    const probe = connect();
+    assert.deepEqual(await keysMatching(probe, `${runPrefix}*`), []);
+    await probe.quit();
+    assert.deepEqual(ownedRedisPids(), []);
+    const alive = redisServerPidsOnMachine().filter((pid) => startedPids.has(pid));
+    assert.deepEqual(alive, [], 'pgrep still lists servers this file started');
+  });
+}
+
+async function keysMatching(client: Redis, pattern: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    found.push(...keys);
+  } while (cursor !== '0');
+  return found;
+}
+
+async function clearAndClose(tier: Tier): Promise<void> {
+  await tier.clear();
+  await tier.close();
+}
