@@ -1,0 +1,114 @@
+/**
+ * The `cachewise` command line. Commands: `demo` (the seed's write patterns, measured), `help`.
+ * Exit codes: 0 success, 1 a check failed or the command crashed, 2 bad usage (an unknown
+ * command or flag, or a bad value; the message names it and the usage follows).
+ */
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { demoOptions, UsageError } from './demo/options.js';
+import { runDemo, type DemoIo } from './demo/run-demo.js';
+
+export const USAGE = `Usage: cachewise <command> [options]
+
+Commands:
+  demo               Runs the seed's five cache patterns (write-through, write-back, write-around,
+                     read-through, cache-aside) side by side on the embedded default (memory tier +
+                     SQLite file, no server), and its "user activity feed" combination, and prints
+                     the seed's comparison table next to the measured numbers.
+  help               Shows this help.
+
+Demo options:
+  --db-latency <ms>  Latency added to every database call (default 50, the seed's example).
+  --json             Prints the figures as JSON on stdout, and nothing else (progress: stderr).
+  --quick            A smaller workload (a few seconds).
+  --dir <path>       Where the SQLite files go, kept afterwards (default: a temporary directory,
+                     removed afterwards).
+  --seed <n>         Seed of the workload's random choices (default 1).
+
+Options:
+  -h, --help         Shows this help.
+  -v, --version      Prints the version.
+
+Exit codes: 0 success; 1 a check failed (a stale read, or an acknowledged write lost by
+write-through or write-around); 2 bad usage.
+`;
+
+const COMMANDS = ['demo', 'help'] as const;
+
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+  'db-latency': { type: 'string' },
+  json: { type: 'boolean' },
+  quick: { type: 'boolean' },
+  dir: { type: 'string' },
+  seed: { type: 'string' },
+} as const;
+
+const DEMO_FLAGS = new Set(['db-latency', 'json', 'quick', 'dir', 'seed']);
+
+const processIo: DemoIo = {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
+
+/** Runs the command line `args` (without node and the script) and resolves to the exit code. */
+export async function run(args: readonly string[], io: DemoIo = processIo): Promise<number> {
+  try {
+    const { values, positionals } = parse(args);
+    if (values.version) {
+      io.stdout(`${packageVersion()}\n`);
+      return 0;
+    }
+    const command = positionals[0];
+    if (values.help || command === undefined || command === 'help') {
+      io.stdout(USAGE);
+      return 0;
+    }
+    if (!(COMMANDS as readonly string[]).includes(command)) throw new UsageError(`unknown command "${command}"; the commands are ${COMMANDS.join(', ')}`);
+    if (positionals.length > 1) throw new UsageError(`"${command}" takes no arguments, got "${positionals.slice(1).join(' ')}"`);
+    return await runDemo(demoOptions(values), packageVersion(), io);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr(`cachewise: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    io.stderr(`cachewise: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    return 1;
+  }
+}
+
+function parse(args: readonly string[]) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...args], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    // parseArgs names the flag ("Unknown option '--x'", "Option '--dir <value>' argument missing").
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  const command = parsed.positionals[0];
+  if (command !== 'demo') {
+    const misplaced = Object.keys(parsed.values).find((flag) => DEMO_FLAGS.has(flag));
+    if (misplaced !== undefined && command !== undefined) throw new UsageError(`--${misplaced} is an option of "demo", not of "${command}"`);
+  }
+  return parsed;
+}
+
+function packageVersion(): string {
+  // src/cli/main.ts and dist/cli/main.js are both two levels below the package root.
+  const file = fileURLToPath(new URL('../../package.json', import.meta.url));
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) process.exitCode = await run(process.argv.slice(2));
