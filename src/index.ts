@@ -25,3 +25,12 @@ export {
   type FunctionWriteResult,
   type FunctionBatchResult,
 } from './stores/function-store.js';
+export {
+  postgresStore,
+  postgresMigrationSql,
+  type PostgresStoreOptions,
+  type PostgresSharedPoolOptions,
+  type PostgresOwnPoolOptions,
+  type PostgresTableOptions,
+} from './stores/postgres-store.js';
+export { redisTier, redisEvictionPolicy, type RedisTierOptions, type RedisClient } from './tiers/redis-tier.js';

@@ -5,11 +5,20 @@ export const MAX_KEY_LENGTH = 512;
 const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9_]{0,47}$/;
 
 export function assertKey(key: unknown): asserts key is string {
-  if (typeof key === 'string' && key.length > 0 && key.length <= MAX_KEY_LENGTH && !key.includes('\u0000')) return;
-  const got = typeof key === 'string' ? (key.length === 0 ? 'an empty string' : key.length > MAX_KEY_LENGTH ? `a string of ${key.length} characters` : 'a string with a NUL character') : `a ${key === null ? 'null' : typeof key}`;
+  if (typeof key === 'string' && key.length > 0 && key.length <= MAX_KEY_LENGTH && !key.includes('\u0000') && key.isWellFormed()) return;
+  const got =
+    typeof key !== 'string'
+      ? `a ${key === null ? 'null' : typeof key}`
+      : key.length === 0
+        ? 'an empty string'
+        : key.length > MAX_KEY_LENGTH
+          ? `a string of ${key.length} characters`
+          : key.includes('\u0000')
+            ? 'a string with a NUL character'
+            : 'a string with a lone surrogate (not valid Unicode)';
   throw new CachewiseError(
     'E_INVALID_KEY',
-    `a key must be a non-empty string of at most ${MAX_KEY_LENGTH} characters without NUL, got ${got}`,
+    `a key must be a non-empty string of valid Unicode, at most ${MAX_KEY_LENGTH} characters, without NUL; got ${got}`,
     'convert ids with String(id), and hash long keys',
   );
 }

@@ -146,7 +146,7 @@ if (skip) {
           const outcomes = await store.write('items', writes);
           assert.ok(outcomes.every((o) => o.status === 'applied'));
           assert.equal(statements.length, 3, `BEGIN, INSERT, COMMIT; got ${statements.join(' | ')}`);
-          assert.match(statements[0]!, /^BEGIN; SET LOCAL statement_timeout = 10000; SAVEPOINT/);
+          assert.match(statements[0]!, /^BEGIN; SET LOCAL statement_timeout = 5000; SAVEPOINT/);
           assert.match(statements[1]!, /^INSERT INTO .* unnest\(\$1::text\[\], \$2::text\[\], \$3::bigint\[\]\)/);
           assert.equal(statements[2], 'COMMIT');
 

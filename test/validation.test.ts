@@ -61,6 +61,7 @@ const badKeys: [string, unknown][] = [
   ['an empty string', ''],
   ['a 513-character string', 'k'.repeat(513)],
   ['a NUL character', 'a\u0000b'],
+  ['a lone surrogate', 'a\ud800b'],
   ['a number', 42],
   ['null', null],
   ['undefined', undefined],

@@ -49,7 +49,7 @@ export interface PostgresStoreCommonOptions extends PostgresTableOptions {
    * `SET LOCAL statement_timeout` inside the store's own transactions (and, on a pool the store
    * owns, to every connection), never to the rest of your application's sessions. On a pool the
    * store owns, it also bounds the wait for a free connection. An integer from 1 to 2147483647.
-   * Default 10000.
+   * Default 5000, below the core's storeTimeout (10 s), so a slow statement is reported as "not applied" rather than as an unknown outcome.
    */
   statementTimeout?: number;
   /**
@@ -183,8 +183,10 @@ export function postgresStore(options: PostgresStoreOptions): Store {
         );
       }
       await transaction(false, async (client) => {
-        // Two processes creating the same table at once can collide in the catalog (a unique
-        // violation on pg_type) despite IF NOT EXISTS: a lock on the table's name queues them.
+        // Two processes creating the same schema or table at once can collide in the catalog (a
+        // unique violation on pg_namespace or pg_type) despite IF NOT EXISTS: locks on the
+        // schema's and the table's names queue them (always in this order, so no deadlock).
+        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`cachewise-schema:${ddl.schemaName}`]);
         await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`cachewise:${ddl.table}`]);
         // Only when missing: CREATE SCHEMA checks the CREATE privilege even when the schema exists.
         if (!found.schemaExists) await client.query(ddl.schema);
@@ -565,7 +567,7 @@ function validateOptions(options: PostgresStoreOptions): Settings {
       throw invalidOption(name, `unknown postgresStore option "${name}"`, `use only ${[...KNOWN_OPTIONS].join(', ')}`);
     }
   }
-  const { pool, connectionString, statementTimeout = 10_000, createSchema = true } = options;
+  const { pool, connectionString, statementTimeout = 5_000, createSchema = true } = options;
   if ((pool === undefined) === (connectionString === undefined)) {
     throw invalidOption(
       pool === undefined ? 'connectionString' : 'pool',
