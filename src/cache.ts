@@ -15,7 +15,9 @@ import type { UnflushedWrite } from './patterns/writer.js';
 import { resolvePolicy, samePolicy, SEED_RULES, type CollectionPolicy } from './policy.js';
 import { CollectionStats, type CollectionStatsSnapshot } from './stats.js';
 import type { Store } from './stores/store.js';
+import { breakerOptions, CircuitBreaker, type CircuitBreakerOptions } from './tiers/circuit-breaker.js';
 import { memoryTier } from './tiers/memory-tier.js';
+import { withTimeout } from './util/timeout.js';
 import type { Tier } from './tiers/tier.js';
 import { Once } from './util/once.js';
 import { VersionClock } from './version-clock.js';
@@ -27,6 +29,12 @@ export interface CacheOptions {
   store: Store;
   /** Time source; tests pass a ManualClock. Default: the system clock. */
   clock?: Clock;
+  /**
+   * Circuit breaker in front of a tier that does I/O (Redis): after `threshold` consecutive
+   * failures, tier calls fail at once for a cooldown and reads go to the database. `false` turns
+   * it off. Default { threshold: 5, cooldownMs: 1000, maxCooldownMs: 10000 }.
+   */
+  tierBreaker?: CircuitBreakerOptions | false;
 }
 
 export interface CloseReport {
@@ -52,7 +60,21 @@ export async function createCache(options: CacheOptions): Promise<Cache> {
   if (!isTier(tier)) {
     throw new CachewiseError('E_INVALID_OPTION', 'createCache option "tier" is not a tier', 'pass tier: memoryTier() or another Tier');
   }
-  return new Cache(tier, store, options.clock ?? systemClock);
+  const clock = options.clock ?? systemClock;
+  const evictionPolicy = tier.capabilities.shared && tier.evictionPolicy ? await readEvictionPolicy(tier) : undefined;
+  const cache = new Cache(tier, store, clock, evictionPolicy);
+  if (!tier.capabilities.inProcess && options.tierBreaker !== false) {
+    cache.breaker = new CircuitBreaker(clock, breakerOptions(options.tierBreaker), (state) => cache.events.emit('tier-circuit', { state }));
+  }
+  return cache;
+}
+
+async function readEvictionPolicy(tier: Tier): Promise<string> {
+  try {
+    return await withTimeout(tier.evictionPolicy!(), 3_000, 'reading the eviction policy');
+  } catch {
+    return 'unknown';
+  }
 }
 
 export class Cache {
@@ -62,12 +84,15 @@ export class Cache {
   private readonly versions: VersionClock;
   private readonly deadLetterList = new DeadLetterList();
   private closing: Promise<CloseReport> | undefined;
+  /** @internal Set by createCache for tiers that do I/O. */
+  breaker: CircuitBreaker | undefined;
 
   /** @internal Use createCache(). */
   constructor(
     readonly tier: Tier,
     readonly store: Store,
     private readonly clock: Clock,
+    private readonly evictionPolicy: string | undefined,
   ) {
     this.versions = new VersionClock(clock);
   }
@@ -79,7 +104,11 @@ export class Cache {
   collection<T>(name: string, policy: CollectionPolicy): Collection<T> {
     if (this.closing !== undefined) throw new CachewiseError('E_CLOSED', 'the cache is closed', 'create a new cache');
     assertCollectionName(name);
-    const resolved = resolvePolicy(name, policy, { hasJournal: false, tierCanInvalidate: this.tier.capabilities.invalidate });
+    const resolved = resolvePolicy(name, policy, {
+      hasJournal: false,
+      tierCanInvalidate: this.tier.capabilities.invalidate,
+      sharedTierEvictionPolicy: this.evictionPolicy,
+    });
     const existing = this.collections.get(name);
     if (existing !== undefined) {
       if (samePolicy(existing.policy, resolved)) return existing as Collection<T>;
@@ -91,7 +120,7 @@ export class Cache {
       );
     }
     const stats = new CollectionStats(name, resolved.write, resolved.read);
-    const ctx = new CollectionContext(name, resolved, this.tier, this.store, this.versions, this.clock, this.events, stats);
+    const ctx = new CollectionContext(name, resolved, this.tier, this.store, this.versions, this.clock, this.events, stats, this.breaker);
     const preparation = new Once(async () => {
       await this.store.prepare(name);
       if (this.store.maxVersion) this.versions.observe(await this.store.maxVersion(name));

@@ -7,6 +7,8 @@ import { EventEmitter } from 'node:events';
 export interface CacheEvents {
   /** A cache-tier call failed or timed out; the operation went on without it. */
   'tier-error': { collection: string; key?: string; operation: string; error: unknown };
+  /** The circuit breaker in front of a tier that does I/O changed state (open: calls fail at once). */
+  'tier-circuit': { state: 'closed' | 'open' | 'half-open' };
   /** A key's cached copy could not be invalidated; reads of it bypass the tier until repaired. */
   'key-quarantined': { collection: string; key: string; error: unknown };
   /** A load from the database failed. */

@@ -59,6 +59,11 @@ export interface CollectionPolicy {
   negativeTtl?: Duration;
   /** Bound on one load from the database. Default '10s'. */
   loadTimeout?: Duration;
+  /**
+   * On a shared tier, how long a miss waits for another process that holds the key's lease to
+   * fill it, before loading itself. Default '2s'.
+   */
+  leaseWait?: Duration;
   /** Bound on one database write; past it the outcome is unknown and the key is invalidated. Default '10s'. */
   storeTimeout?: Duration;
   /** Bound on one cache-tier call for tiers that do I/O; past it reads go to the database. Default '1s'. */
@@ -85,6 +90,7 @@ export interface ResolvedPolicy {
   readonly staleIfErrorMs: number;
   readonly negativeTtlMs: number;
   readonly loadTimeoutMs: number;
+  readonly leaseWaitMs: number;
   readonly storeTimeoutMs: number;
   readonly tierTimeoutMs: number;
   readonly maxValueBytes: number;
@@ -100,11 +106,13 @@ export interface ResolvedPolicy {
 export interface PolicyContext {
   readonly hasJournal: boolean;
   readonly tierCanInvalidate: boolean;
+  /** The shared tier's eviction policy when it has one ('noeviction', 'allkeys-lru', 'unknown'...). */
+  readonly sharedTierEvictionPolicy: string | undefined;
 }
 
 const KNOWN_KEYS = new Set([
   'write', 'read', 'ttl', 'ttlJitter', 'critical', 'staleWhileRevalidate', 'staleIfError', 'negativeTtl',
-  'loadTimeout', 'storeTimeout', 'tierTimeout', 'maxValueBytes', 'durability', 'flush', 'retry', 'pending',
+  'loadTimeout', 'leaseWait', 'storeTimeout', 'tierTimeout', 'maxValueBytes', 'durability', 'flush', 'retry', 'pending',
 ]);
 
 /** The seed's words, quoted when a policy repeats one of its "common mistakes". */
@@ -155,6 +163,15 @@ export function resolvePolicy(collection: string, input: unknown, context: Polic
       { details: { collection } },
     );
   }
+  const eviction = context.sharedTierEvictionPolicy;
+  if (write === 'back' && eviction !== undefined && eviction !== 'noeviction') {
+    throw new CachewiseError(
+      'E_POLICY_REFUSED',
+      `collection "${collection}" uses write-back on a shared tier whose eviction policy is '${eviction}': another instance could miss an evicted entry that is not yet in the database and read the old row. The seed: "${SEED_RULES.eviction}"`,
+      "set maxmemory-policy noeviction on that Redis (CONFIG SET maxmemory-policy noeviction), or use write: 'through' for this data",
+      { details: { collection, rule: 'eviction', evictionPolicy: eviction } },
+    );
+  }
   if (write === 'through' && !context.tierCanInvalidate) {
     throw new CachewiseError(
       'E_POLICY_REFUSED',
@@ -179,6 +196,7 @@ export function resolvePolicy(collection: string, input: unknown, context: Polic
     staleIfErrorMs,
     negativeTtlMs: durationMs(collection, 'negativeTtl', policy.negativeTtl, 0),
     loadTimeoutMs,
+    leaseWaitMs: durationMs(collection, 'leaseWait', policy.leaseWait, 2_000),
     storeTimeoutMs,
     tierTimeoutMs: positiveMs(collection, 'tierTimeout', policy.tierTimeout, 1_000),
     maxValueBytes: integer(collection, 'maxValueBytes', policy.maxValueBytes, DEFAULT_MAX_VALUE_BYTES, 1),

@@ -22,6 +22,8 @@ export interface CollectionStatsSnapshot {
   readonly loads: number;
   readonly loadErrors: number;
   readonly fillsRejected: number;
+  /** Misses served by waiting for another process's load of the same key (shared tiers). */
+  readonly leaseWaits: number;
   readonly writes: number;
   readonly writeErrors: number;
   /** Rows the database was asked to write (after write-back coalescing). */
@@ -55,7 +57,7 @@ type Counter = Exclude<
 
 export class CollectionStats {
   readonly counters: Record<Counter, number> = {
-    hits: 0, staleHits: 0, misses: 0, loads: 0, loadErrors: 0, fillsRejected: 0, writes: 0, writeErrors: 0,
+    hits: 0, staleHits: 0, misses: 0, loads: 0, loadErrors: 0, fillsRejected: 0, leaseWaits: 0, writes: 0, writeErrors: 0,
     storeWrites: 0, storeBatches: 0, retries: 0, deadLetters: 0, tierErrors: 0, backpressureWaits: 0,
     backpressureRejects: 0, lostWrites: 0,
   };

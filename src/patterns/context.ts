@@ -5,6 +5,8 @@
  * (reads of it bypass the tier) until an invalidation gets through.
  */
 import type { Clock } from '../clock.js';
+import { CachewiseError } from '../errors.js';
+import type { CircuitBreaker } from '../tiers/circuit-breaker.js';
 import type { CacheEventEmitter } from '../events.js';
 import type { ResolvedPolicy } from '../policy.js';
 import type { CollectionStats } from '../stats.js';
@@ -15,9 +17,13 @@ import type { VersionClock } from '../version-clock.js';
 
 /** How often quarantined keys retry their invalidation. */
 const REPAIR_INTERVAL_MS = 1_000;
+/** Past this many quarantined keys, the whole collection bypasses the tier until it is cleared. */
+const MAX_QUARANTINED_KEYS = 10_000;
 
 export class CollectionContext {
   private readonly quarantined = new Map<string, number | undefined>();
+  /** Too many keys to track: every read bypasses the tier until the tier is cleared. */
+  private quarantinedAll = false;
   private cancelRepair: (() => void) | undefined;
   private readonly tierTimeoutMs: number;
 
@@ -30,6 +36,7 @@ export class CollectionContext {
     readonly clock: Clock,
     readonly events: CacheEventEmitter,
     readonly stats: CollectionStats,
+    private readonly breaker: CircuitBreaker | undefined,
   ) {
     this.tierTimeoutMs = tier.capabilities.inProcess ? 0 : policy.tierTimeoutMs;
   }
@@ -40,14 +47,24 @@ export class CollectionContext {
   }
 
   isQuarantined(key: string): boolean {
-    return this.quarantined.size > 0 && this.quarantined.has(key);
+    return this.quarantinedAll || (this.quarantined.size > 0 && this.quarantined.has(key));
   }
 
-  /** Runs a tier call within the tier timeout; failures are counted and reported, then rethrown. */
+  /**
+   * Runs a tier call within the tier timeout and through the circuit breaker; failures are
+   * counted and reported, then rethrown. An open circuit fails at once.
+   */
   async callTier<T>(operation: string, key: string | undefined, call: () => Promise<T>): Promise<T> {
+    if (this.breaker !== undefined && !this.breaker.allow()) {
+      this.stats.counters.tierErrors++;
+      throw new CachewiseError('E_TIMEOUT', `the cache tier is unavailable (circuit open) for ${operation}`, 'wait: the tier is probed again after a cooldown; reads are served from the database meanwhile');
+    }
     try {
-      return this.tierTimeoutMs > 0 ? await withTimeout(call(), this.tierTimeoutMs, `cache tier ${operation}`) : await call();
+      const result = this.tierTimeoutMs > 0 ? await withTimeout(call(), this.tierTimeoutMs, `cache tier ${operation}`) : await call();
+      this.breaker?.success();
+      return result;
     } catch (error) {
+      this.breaker?.failure();
       this.stats.counters.tierErrors++;
       this.events.emit('tier-error', { collection: this.name, key, operation, error });
       throw error;
@@ -118,6 +135,14 @@ export class CollectionContext {
   }
 
   private quarantine(key: string, version: number | undefined, error: unknown): void {
+    if (this.quarantinedAll) return;
+    if (this.quarantined.size >= MAX_QUARANTINED_KEYS && !this.quarantined.has(key)) {
+      this.quarantinedAll = true;
+      this.quarantined.clear();
+      this.events.emit('key-quarantined', { collection: this.name, key: '*', error });
+      this.scheduleRepair();
+      return;
+    }
     const previous = this.quarantined.get(key);
     this.quarantined.set(key, previous === undefined || (version !== undefined && version > previous) ? version : previous);
     this.events.emit('key-quarantined', { collection: this.name, key, error });
@@ -133,6 +158,16 @@ export class CollectionContext {
   }
 
   private async repair(): Promise<void> {
+    if (this.quarantinedAll) {
+      try {
+        // The keys were not tracked: drop everything cached, so nothing stale survives.
+        await this.callTier('clear', undefined, () => this.tier.clear());
+        this.quarantinedAll = false;
+      } catch {
+        this.scheduleRepair();
+      }
+      return;
+    }
     for (const [key, version] of [...this.quarantined]) {
       try {
         await this.callTier('invalidate', key, () => this.tier.invalidate(this.tierKey(key), version, this.policy.tombstoneTtlMs));

@@ -125,6 +125,11 @@ export class ReadPath {
   /** Loads one key from the database and fills the tier under a lease. */
   async loadOne(key: string, stale: TierEntry | undefined, fill: boolean): Promise<unknown> {
     const lease = fill ? await this.ctx.tryLease(key) : undefined;
+    if (lease !== undefined && !lease.holder && this.ctx.tier.capabilities.shared) {
+      // Another process holds the lease and is loading: wait for its fill rather than stampede.
+      const filled = await this.awaitFill(key);
+      if (filled !== undefined) return filled.value;
+    }
     const started = performance.now();
     let record: StoreRecord | undefined;
     try {
@@ -189,6 +194,27 @@ export class ReadPath {
     }
     await this.fillLoaded(key, value, record?.version ?? 0, lease);
     return value;
+  }
+
+  /** Polls the tier until another holder's fill lands, or until leaseWait passes (undefined). */
+  private async awaitFill(key: string): Promise<{ value: unknown } | undefined> {
+    const deadline = this.ctx.clock.now() + this.ctx.policy.leaseWaitMs;
+    let delay = 5;
+    while (this.ctx.clock.now() < deadline) {
+      await new Promise<void>((resolve) => this.ctx.clock.setTimer(resolve, Math.min(delay, Math.max(1, deadline - this.ctx.clock.now()))));
+      delay = Math.min(delay * 2, 50);
+      let entry: TierEntry | undefined;
+      try {
+        entry = await this.ctx.callTier('get', key, () => this.ctx.tier.get(this.ctx.tierKey(key)));
+      } catch {
+        return undefined;
+      }
+      if (entry !== undefined && entry.kind !== 'tombstone' && entry.freshUntil > this.ctx.clock.now()) {
+        this.ctx.stats.counters.leaseWaits++;
+        return { value: entry.kind === 'value' ? entry.value : undefined };
+      }
+    }
+    return undefined;
   }
 
   private refreshInBackground(key: string, entry: TierEntry): void {

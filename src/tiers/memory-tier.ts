@@ -92,10 +92,10 @@ class MemoryTier implements Tier {
     if (this.leases.size >= LEASE_SWEEP_THRESHOLD) this.sweepLeases(now);
     const existing = this.leases.get(key);
     // Concurrent misses of one key share a lease: a write revokes it for all of them at once.
-    if (existing !== undefined && existing.expiresAt > now) return { key, token: existing.token };
+    if (existing !== undefined && existing.expiresAt > now) return { key, token: existing.token, holder: false };
     const token = String(++this.nextToken);
     this.leases.set(key, { token, expiresAt: now + ttlMs });
-    return { key, token };
+    return { key, token, holder: true };
   }
 
   async fill(key: string, entry: TierEntry, lease: Lease): Promise<boolean> {

@@ -176,7 +176,7 @@ class RedisTier implements Tier {
     const candidate = randomBytes(16).toString('base64url');
     const ms = ttlMs > 0 ? Math.ceil(Math.min(ttlMs, MAX_TTL_MS)) : 0;
     const token = await this.call([this.scripts.lease, this.leaseKey(key), candidate, String(ms)]);
-    return { key, token: String(token) };
+    return { key, token: String(token), holder: String(token) === candidate };
   }
 
   async fill(key: string, entry: TierEntry, lease: Lease): Promise<boolean> {
@@ -187,6 +187,10 @@ class RedisTier implements Tier {
     const args = this.entryArguments(key, entry);
     if (lease.key !== key) return false;
     return applied(await this.call([this.scripts.fill, this.entryKey(key), this.leaseKey(key), lease.token, ...args]));
+  }
+
+  evictionPolicy(): Promise<string> {
+    return redisEvictionPolicy(this.client);
   }
 
   async clear(): Promise<void> {

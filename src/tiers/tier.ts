@@ -24,6 +24,12 @@ export type TierEntry =
 export interface Lease {
   readonly key: string;
   readonly token: string;
+  /**
+   * True when this call created the lease; false when another miss (in this process or, on a
+   * shared tier, in another) already holds it and is loading: the caller may wait for that fill
+   * instead of loading too (single-flight across processes).
+   */
+  readonly holder: boolean;
 }
 
 export interface TierCapabilities {
@@ -75,6 +81,12 @@ export interface Tier {
    * the version of whatever the tier holds, so any later write replaces it.
    */
   fill(key: string, entry: TierEntry, lease: Lease): Promise<boolean>;
+
+  /**
+   * Shared tiers that may evict: the server's eviction policy ('noeviction', 'allkeys-lru', ...,
+   * or 'unknown'), read once when the cache is created (contract 8's eviction check).
+   */
+  evictionPolicy?(): Promise<string>;
 
   /** Drops everything this tier holds for this cache. */
   clear(): Promise<void>;
