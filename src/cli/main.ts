@@ -1,37 +1,47 @@
 /**
  * The `cachewise` command line. Commands: `demo` (the seed's write patterns, measured), `help`.
  * Exit codes: 0 success, 1 a check failed or the command crashed, 2 bad usage (an unknown
- * command or flag, or a bad value; the message names it and the usage follows).
+ * command or flag, or a bad value; the message names it and the usage follows) or a server that
+ * does not answer (one line naming its URL and how to start it).
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { demoOptions, UsageError } from './demo/options.js';
+import { ServerError } from './demo/backend.js';
 import { runDemo, type DemoIo } from './demo/run-demo.js';
 
 export const USAGE = `Usage: cachewise <command> [options]
 
 Commands:
   demo               Runs the seed's five cache patterns (write-through, write-back, write-around,
-                     read-through, cache-aside) side by side on the embedded default (memory tier +
-                     SQLite file, no server), and its "user activity feed" combination, and prints
-                     the seed's comparison table next to the measured numbers.
+                     read-through, cache-aside) side by side, and its "user activity feed"
+                     combination, and prints the seed's comparison table next to the measured
+                     numbers. By default on the embedded parts (memory tier + SQLite file, no
+                     server); --redis and --postgres run it on real servers.
   help               Shows this help.
 
 Demo options:
-  --db-latency <ms>  Latency added to every database call (default 50, the seed's example).
+  --db-latency <ms>  Latency added to every database call (default 50, the seed's example);
+                     0 measures the database's own latency.
   --json             Prints the figures as JSON on stdout, and nothing else (progress: stderr).
   --quick            A smaller workload (a few seconds).
   --dir <path>       Where the SQLite files go, kept afterwards (default: a temporary directory,
                      removed afterwards).
   --seed <n>         Seed of the workload's random choices (default 1).
+  --redis [url]      Cache tier: this Redis (default $REDIS_URL, else redis://127.0.0.1:6379),
+                     under a fresh random key prefix, deleted afterwards.
+  --postgres [url]   Database: this PostgreSQL (default $DATABASE_URL, else
+                     postgres://postgres@127.0.0.1:5432/test), in a fresh schema
+                     cachewise_demo_<random>, dropped afterwards.
+  --keep             Keeps the Redis keys and the PostgreSQL schema (names printed on stderr).
 
 Options:
   -h, --help         Shows this help.
   -v, --version      Prints the version.
 
 Exit codes: 0 success; 1 a check failed (a stale read, or an acknowledged write lost by
-write-through or write-around); 2 bad usage.
+write-through or write-around); 2 bad usage, or a server that does not answer.
 `;
 
 const COMMANDS = ['demo', 'help'] as const;
@@ -44,17 +54,39 @@ const OPTIONS = {
   quick: { type: 'boolean' },
   dir: { type: 'string' },
   seed: { type: 'string' },
+  redis: { type: 'string' },
+  postgres: { type: 'string' },
+  keep: { type: 'boolean' },
 } as const;
 
-const DEMO_FLAGS = new Set(['db-latency', 'json', 'quick', 'dir', 'seed']);
+const DEMO_FLAGS = new Set(['db-latency', 'json', 'quick', 'dir', 'seed', 'redis', 'postgres', 'keep']);
+/** Flags whose value is optional: `--redis`, `--redis <url>`, `--redis=<url>`. */
+const OPTIONAL_VALUE_FLAGS = new Set(['--redis', '--postgres']);
 
 const processIo: DemoIo = {
   stdout: (text) => void process.stdout.write(text),
   stderr: (text) => void process.stderr.write(text),
 };
 
+let pipesGuarded = false;
+
+/**
+ * Output piped into a reader that quit (`| head`): drop the rest and run on to the clean-up,
+ * instead of crashing with the demo's Redis keys and schema left behind.
+ */
+function ignoreClosedPipes(): void {
+  if (pipesGuarded) return;
+  pipesGuarded = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+    });
+  }
+}
+
 /** Runs the command line `args` (without node and the script) and resolves to the exit code. */
 export async function run(args: readonly string[], io: DemoIo = processIo): Promise<number> {
+  if (io === processIo) ignoreClosedPipes();
   try {
     const { values, positionals } = parse(args);
     if (values.version) {
@@ -74,6 +106,10 @@ export async function run(args: readonly string[], io: DemoIo = processIo): Prom
       io.stderr(`cachewise: ${error.message}\n\n${USAGE}`);
       return 2;
     }
+    if (error instanceof ServerError) {
+      io.stderr(`cachewise: ${error.message}\n`);
+      return 2;
+    }
     io.stderr(`cachewise: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     return 1;
   }
@@ -82,7 +118,7 @@ export async function run(args: readonly string[], io: DemoIo = processIo): Prom
 function parse(args: readonly string[]) {
   let parsed;
   try {
-    parsed = parseArgs({ args: [...args], options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: withOptionalValues(args), options: OPTIONS, allowPositionals: true, strict: true });
   } catch (error) {
     // parseArgs names the flag ("Unknown option '--x'", "Option '--dir <value>' argument missing").
     throw new UsageError(error instanceof Error ? error.message : String(error));
@@ -93,6 +129,31 @@ function parse(args: readonly string[]) {
     if (misplaced !== undefined && command !== undefined) throw new UsageError(`--${misplaced} is an option of "demo", not of "${command}"`);
   }
   return parsed;
+}
+
+/**
+ * parseArgs has no optional values: `--redis` alone becomes `--redis=` (the default URL), and
+ * `--redis <url>` becomes `--redis=<url>` when the next word is neither a flag nor a command.
+ */
+function withOptionalValues(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    if (!OPTIONAL_VALUE_FLAGS.has(arg)) {
+      out.push(arg);
+      continue;
+    }
+    const next = args[i + 1];
+    if (next !== undefined && !next.startsWith('-') && !(COMMANDS as readonly string[]).includes(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(`${arg}=`);
+  }
+  return out;
 }
 
 function packageVersion(): string {

@@ -10,10 +10,11 @@
  * At the end the events are flushed and counted in the database.
  */
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
-import { createCache, memoryTier, type CollectionPolicy, type CollectionStatsSnapshot, type Store } from '../../index.js';
-import { openDemoDatabase } from './demo-store.js';
+import { type CollectionPolicy, type CollectionStatsSnapshot, type Store } from '../../index.js';
+import { openCache, openStore, type BackendSpec } from './backend.js';
 import { LatencyStore } from './latency-store.js';
 import { below, type Random } from './random.js';
+import type { Samples } from './samples.js';
 import { SEED_FEED } from './seed-table.js';
 
 export type FeedCollection = keyof typeof SEED_FEED;
@@ -70,15 +71,15 @@ interface Event {
   readonly n: number;
 }
 
-export async function runFeed(file: string, latencyMs: number, shape: FeedShape, random: Random): Promise<FeedResult> {
-  const inner = openDemoDatabase(file);
+export async function runFeed(backend: BackendSpec, latencyMs: number, shape: FeedShape, random: Random, dbOwnTime?: Samples): Promise<FeedResult> {
+  const inner = openStore(backend, 'main');
   try {
     await preload(inner, shape.users);
   } catch (error) {
     await inner.close();
     throw error;
   }
-  const cache = await createCache({ tier: memoryTier(), store: new LatencyStore(inner, latencyMs) });
+  const cache = await openCache(backend, 'main', new LatencyStore(inner, latencyMs, dbOwnTime));
   const events = cache.collection<Event>('events', FEED_POLICIES.events);
   const feeds = cache.collection<{ user: number; items: readonly Event[] }>('feeds', FEED_POLICIES.feeds);
   const profiles = cache.collection<{ user: number; name: string; rev: number }>('profiles', FEED_POLICIES.profiles);
@@ -153,8 +154,12 @@ export async function runFeed(file: string, latencyMs: number, shape: FeedShape,
   const durationMs = performance.now() - started;
 
   const stats = cache.stats().collections;
-  const eventsInDatabase = (await inner.loadMany('events', eventKeys)).filter((row) => row?.json !== undefined).length;
-  await cache.close({ timeout: '10s' });
+  let eventsInDatabase: number;
+  try {
+    eventsInDatabase = (await inner.loadMany('events', eventKeys)).filter((row) => row?.json !== undefined).length;
+  } finally {
+    await cache.close({ timeout: '10s' });
+  }
   return {
     collections: (Object.keys(SEED_FEED) as FeedCollection[]).map((name) => figures(name, stats[name]!)),
     feedBuilds,

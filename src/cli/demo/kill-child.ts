@@ -1,16 +1,17 @@
 /**
- * The process the demo kills. It opens the same kind of cache as the demo (memory tier, SQLite
- * file, injected latency), writes keys under one pattern's policy from concurrent writers, and
- * prints one line per acknowledged write, each writer pausing 1 ms between writes: "<key> <version> <writer>:<sequence>". It never stops
- * by itself (except after a safety deadline); the parent kills it with SIGKILL.
+ * The process the demo kills. It opens the same kind of cache as the demo (the same tier and
+ * store kinds, on the same servers, with the injected latency; the BackendSpec comes in the
+ * environment variable CACHEWISE_DEMO_BACKEND), writes keys under one pattern's policy from
+ * concurrent writers, and prints one line per acknowledged write, each writer pausing 1 ms
+ * between writes: "<key> <version> <writer>:<sequence>". It never stops by itself (except after
+ * a safety deadline); the parent kills it with SIGKILL.
  *
- *   node kill-child.js --file <db> --pattern <id> --latency <ms> --concurrency <n> --keys <n>
+ *   CACHEWISE_DEMO_BACKEND=<json> node kill-child.js --pattern <id> --latency <ms> --concurrency <n> --keys <n>
  */
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createCache, memoryTier } from '../../index.js';
+import { backendSpecFromEnv, openCache, openStore } from './backend.js';
 import { LatencyStore } from './latency-store.js';
-import { openDemoDatabase } from './demo-store.js';
 import { patternById } from './patterns.js';
 import type { DemoValue } from './staleness.js';
 
@@ -22,7 +23,6 @@ const PAUSE_MS = 1;
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      file: { type: 'string' },
       pattern: { type: 'string' },
       latency: { type: 'string' },
       concurrency: { type: 'string' },
@@ -31,7 +31,8 @@ async function main(): Promise<void> {
     strict: true,
   });
   const spec = patternById(values.pattern ?? '');
-  if (spec === undefined || values.file === undefined) throw new Error('kill-child needs --file and a known --pattern');
+  if (spec === undefined) throw new Error('kill-child needs a known --pattern');
+  const backend = backendSpecFromEnv();
   const latencyMs = Number(values.latency ?? 0);
   const concurrency = Number(values.concurrency ?? 8);
   const keys = Number(values.keys ?? 1000);
@@ -40,7 +41,8 @@ async function main(): Promise<void> {
   // The parent closing the pipe ends the child too.
   process.stdout.on('error', () => process.exit(0));
 
-  const cache = await createCache({ tier: memoryTier(), store: new LatencyStore(openDemoDatabase(values.file), latencyMs) });
+  const part = `kill-${spec.id}` as const;
+  const cache = await openCache(backend, part, new LatencyStore(openStore(backend, part), latencyMs));
   const collection = cache.collection<DemoValue>(spec.collection, spec.policy);
   let seq = 0;
   await Promise.all(

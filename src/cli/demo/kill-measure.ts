@@ -3,14 +3,15 @@
  * pattern and reports each acknowledged write on stdout; once it has acknowledged `killAfter`
  * writes and run for `minRunMs` (several write-back flush intervals, so that the kill lands in a
  * steady state, not before the first flush) it is killed with SIGKILL (no close(), no flush, no
- * exit handlers). The parent then opens the
- * SQLite file itself and counts the keys whose newest acknowledged write is not in the database
- * (no row, or a row with an older version).
+ * exit handlers). The parent then opens the database itself (the child's SQLite file, or its
+ * tables in PostgreSQL) and counts the keys whose newest acknowledged write is not in the
+ * database (no row, or a row with an older version). With a shared tier (Redis), whose data
+ * outlives the child, it also counts how many of those lost writes the tier still holds.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openDemoDatabase } from './demo-store.js';
+import { BACKEND_ENV, openStore, openTier, tierKeyOf, type BackendSpec, type Part } from './backend.js';
 import type { PatternSpec } from './patterns.js';
 
 export interface KillMeasurement {
@@ -21,11 +22,17 @@ export interface KillMeasurement {
   /** Keys whose newest acknowledged write is not in the database. */
   readonly lost: number;
   readonly lostExamples: readonly string[];
+  /**
+   * With a shared tier: of the lost keys, how many the tier still holds at the acknowledged
+   * version (readers see a value the database never got). Null with an in-process tier, which
+   * died with the child.
+   */
+  readonly lostStillCached: number | null;
   readonly durationMs: number;
 }
 
 export interface KillOptions {
-  readonly file: string;
+  readonly backend: BackendSpec;
   readonly latencyMs: number;
   readonly killAfter: number;
   /** Shortest time from the first acknowledgement to the kill. */
@@ -44,7 +51,10 @@ interface Ack {
 export async function measureKill(spec: PatternSpec, options: KillOptions): Promise<KillMeasurement> {
   const started = performance.now();
   const acks = await runAndKill(spec, options);
-  const store = openDemoDatabase(options.file);
+  const part = `kill-${spec.id}` as const;
+  const store = openStore(options.backend, part);
+  const lostKeys: string[] = [];
+  let result: Omit<KillMeasurement, 'lostStillCached'>;
   try {
     const keys = [...acks.newest.keys()];
     const rows = await store.loadMany(spec.collection, keys);
@@ -58,13 +68,36 @@ export async function measureKill(spec: PatternSpec, options: KillOptions): Prom
       const kept = held > acked.version || (held === acked.version && row?.json !== undefined && tokenOf(row.json) === acked.token);
       if (!kept) {
         lost++;
+        lostKeys.push(key);
         if (lostExamples.length < 3) lostExamples.push(`${key}: acknowledged version ${acked.version}, database holds ${held || 'nothing'}`);
       }
     });
-    return { acked: acks.count, keys: keys.length, lost, lostExamples, durationMs: performance.now() - started };
+    result = { acked: acks.count, keys: keys.length, lost, lostExamples, durationMs: 0 };
   } finally {
     await store.close();
   }
+  const lostStillCached = options.backend.tier.kind === 'memory' ? null : await stillCached(options.backend, part, spec, lostKeys, acks.newest);
+  return { ...result, lostStillCached, durationMs: performance.now() - started };
+}
+
+/** How many of the lost keys the shared tier still holds at (or past) the acknowledged version. */
+async function stillCached(backend: BackendSpec, part: Part, spec: PatternSpec, keys: readonly string[], newest: Map<string, Ack>): Promise<number> {
+  if (keys.length === 0) return 0;
+  const tier = openTier(backend, part);
+  try {
+    const entries = await tier.getMany(keys.map((key) => tierKeyOf(spec.collection, key)));
+    return entries.filter((entry, i) => entry?.kind === 'value' && entry.version >= newest.get(keys[i]!)!.version).length;
+  } finally {
+    await tier.close();
+  }
+}
+
+/** Children still running, killed by stopChildren(). */
+const children = new Set<ChildProcess>();
+
+/** Kills every child still running (an interrupted run), so none writes on after it. */
+export function stopChildren(): void {
+  for (const child of children) child.kill('SIGKILL');
 }
 
 /** The child script next to this module, with this module's extension (.ts under tsx, .js built). */
@@ -77,13 +110,16 @@ function runAndKill(spec: PatternSpec, options: KillOptions): Promise<{ count: n
   const args = [
     ...process.execArgv,
     childScript(),
-    '--file', options.file,
     '--pattern', spec.id,
     '--latency', String(options.latencyMs),
     '--concurrency', String(options.concurrency),
     '--keys', String(options.keys),
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The spec (URLs with any password) goes in the environment, not on the command line.
+  const env = { ...process.env, [BACKEND_ENV]: JSON.stringify(options.backend) };
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
   const newest = new Map<string, Ack>();
   let count = 0;
   let partial = '';

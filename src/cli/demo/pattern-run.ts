@@ -1,15 +1,15 @@
 /**
- * Measures one pattern: a cache of its own (memory tier) over the shared SQLite file with the
+ * Measures one pattern: a cache of its own (a new tier) over the demo's database with the
  * injected database latency, a preloaded table (so reads of unwritten keys find rows), the
  * workload, then the collection's own counters. Write-back is flushed before the counters are
  * read, so "database writes per application write" counts every write that reached the database.
  */
-import { createCache, memoryTier, type Collection, type Store } from '../../index.js';
-import { openDemoDatabase } from './demo-store.js';
+import { type Collection, type Store } from '../../index.js';
+import { openCache, openStore, type BackendSpec } from './backend.js';
 import { LatencyStore } from './latency-store.js';
 import type { PatternSpec } from './patterns.js';
 import type { Random } from './random.js';
-import type { LatencyFigures } from './samples.js';
+import type { LatencyFigures, Samples } from './samples.js';
 import { StalenessChecker, type DemoValue } from './staleness.js';
 import { keyName, runWorkload, type WorkloadShape, type WorkloadTarget } from './workload.js';
 
@@ -41,8 +41,15 @@ export interface PatternMeasurement {
   readonly durationMs: number;
 }
 
-export async function measurePattern(spec: PatternSpec, file: string, latencyMs: number, shape: WorkloadShape, random: Random): Promise<PatternMeasurement> {
-  const inner = openDemoDatabase(file);
+export async function measurePattern(
+  spec: PatternSpec,
+  backend: BackendSpec,
+  latencyMs: number,
+  shape: WorkloadShape,
+  random: Random,
+  dbOwnTime?: Samples,
+): Promise<PatternMeasurement> {
+  const inner = openStore(backend, 'main');
   const checker = new StalenessChecker();
   try {
     await preload(inner, spec.collection, shape.keys, checker);
@@ -50,8 +57,8 @@ export async function measurePattern(spec: PatternSpec, file: string, latencyMs:
     await inner.close();
     throw error;
   }
-  const store = new LatencyStore(inner, latencyMs);
-  const cache = await createCache({ tier: memoryTier(), store });
+  const store = new LatencyStore(inner, latencyMs, dbOwnTime);
+  const cache = await openCache(backend, 'main', store);
   try {
     const collection = cache.collection<DemoValue>(spec.collection, spec.policy);
     const target: WorkloadTarget = {
@@ -99,7 +106,7 @@ async function lookupLoadFill(collection: Collection<DemoValue>, store: LatencyS
   return value;
 }
 
-/** One row per key at version 1, written straight to SQLite (not through the cache, which stays cold). */
+/** One row per key at version 1, written straight to the database (not through the cache, which stays cold). */
 async function preload(store: Store, table: string, keys: number, checker: StalenessChecker): Promise<void> {
   await store.prepare(table);
   const rows = Array.from({ length: keys }, (_, i) => ({ key: keyName(i), value: checker.nextValue(0) }));

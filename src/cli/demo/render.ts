@@ -4,7 +4,8 @@
  * checks. Rendered from the same DemoReport that `--json` prints.
  */
 import type { FeedResult } from './feed.js';
-import type { DemoReport, DemoRow } from './report.js';
+import { DEFAULT_DB_LATENCY_MS } from './options.js';
+import type { DemoReport, DemoRow, StoreInfo, TierInfo } from './report.js';
 import { SEED_FEED } from './seed-table.js';
 import { formatTable, ms, percent, wrap } from './table.js';
 
@@ -13,12 +14,15 @@ const WIDTH = 118;
 export function renderText(report: DemoReport): string {
   const { options, machine, workload } = report;
   const out: string[] = [];
-  out.push('cachewise demo: the seed\'s cache write patterns, measured');
+  const tierName = report.tier.kind === 'redis' ? 'Redis tier' : 'memory tier';
+  const storeName = report.store.kind === 'postgres' ? 'PostgreSQL' : 'SQLite';
+  out.push(`cachewise demo: the seed's cache write patterns, measured on ${tierName} + ${storeName}`);
+  out.push(wrap(`Tier: ${tierText(report.tier)}`, WIDTH));
+  out.push(wrap(`Store: ${storeText(report.store)}`, WIDTH));
+  out.push(wrap(`Database latency: ${dbLatencyText(report)}`, WIDTH));
   out.push(
     wrap(
-      `Embedded default: memory tier + SQLite file in ${options.dir}${options.dirKept ? '' : ' (removed afterwards)'}; ` +
-        `${options.dbLatencyMs} ms injected per database call; workload seed ${options.seed}. ` +
-        `Node ${machine.node} on ${machine.platform} ${machine.arch}, ${machine.cpus} CPU(s) (${machine.cpuModel}), load ${machine.loadAverage}.`,
+      `Workload seed ${options.seed}. Node ${machine.node} on ${machine.platform} ${machine.arch}, ${machine.cpus} CPU(s) (${machine.cpuModel}), load ${machine.loadAverage}.`,
       WIDTH,
     ),
   );
@@ -43,6 +47,8 @@ export function renderText(report: DemoReport): string {
   out.push(latencyTable(report.rows));
   out.push('');
   out.push(consistencyTable(report.rows));
+  const footnote = lostFootnote(report);
+  if (footnote !== undefined) out.push(wrap(footnote, WIDTH, '  '));
   out.push('');
   out.push('What this shows');
   const found = findings(report);
@@ -111,6 +117,14 @@ function renderFeed(feed: FeedResult | null, operations: number, users: number):
   return out;
 }
 
+/** What write-through waits for on each write, in words. */
+function waitedFor(report: DemoReport): string {
+  const name = report.store.kind === 'postgres' ? 'PostgreSQL' : 'SQLite';
+  const own = report.dbLatency.ownPerCall;
+  const ownText = own.count === 0 ? `${name}'s own time` : `${name}'s own ${ms(own.p50Ms)} ms`;
+  return report.dbLatency.injectedMs === 0 ? `${ownText}, none injected` : `${report.dbLatency.injectedMs} ms injected + ${ownText}`;
+}
+
 function plural(n: number, one: string, many: string): string {
   return `${n} ${n === 1 ? one : many}`;
 }
@@ -167,7 +181,55 @@ function lostCell(row: DemoRow): string {
   const lost = row.lostOnKill;
   if (lost === null) return 'error';
   // Read-through and cache-aside have no writes of their own: say which write pattern was killed.
-  return `${lost.lost} of ${lost.keys}${row.note === null ? '' : ` (${lost.measuredOn})`}`;
+  // Write-back over a shared tier: marked, and explained under the table.
+  const mark = lost.lostStillCached !== null && row.pattern === 'write-back' ? ' *' : '';
+  return `${lost.lost} of ${lost.keys}${row.note === null ? '' : ` (${lost.measuredOn})`}${mark}`;
+}
+
+/** Under the table: why write-back over a shared Redis tier still loses writes when its process dies. */
+function lostFootnote(report: DemoReport): string | undefined {
+  const wb = report.rows.find((r) => r.pattern === 'write-back')?.lostOnKill;
+  if (report.tier.kind !== 'redis' || wb === undefined || wb === null || wb.lostStillCached === null) return undefined;
+  return (
+    "* Write-back over the shared Redis tier: each acknowledged value was in Redis, but write-back's pending database writes " +
+    "live in the writing process (durability 'none'), so killing the child lost them all the same" +
+    (wb.lost === 0
+      ? ' (this run lost none: the flusher had caught up when the kill landed).'
+      : `: ${wb.lostStillCached === wb.lost ? `all ${wb.lost}` : `${wb.lostStillCached} of the ${wb.lost}`} lost keys' values were still in Redis after the kill, ` +
+        'where every reader sees them although the database never got them, until they expire and readers fall back to the older rows.')
+  );
+}
+
+function tierText(tier: TierInfo): string {
+  if (tier.kind === 'memory') return 'memory (in-process, lru-cache; each cache of the demo has its own, and it dies with its process).';
+  return (
+    `Redis ${tier.serverVersion} at ${tier.url}, shared by every cache and process of the demo, keys under ${tier.prefix} ` +
+    `(${tier.kept ? 'kept afterwards' : 'deleted afterwards'}); maxmemory-policy ${tier.evictionPolicy}; PING round trip ${ms(tier.roundTripP50Ms)} ms (p50).`
+  );
+}
+
+function storeText(store: StoreInfo): string {
+  if (store.kind === 'sqlite') return `SQLite files in ${store.dir}${store.kept ? '' : ' (removed afterwards)'}.`;
+  return (
+    `PostgreSQL ${store.serverVersion} at ${store.url}, schema ${store.schema} (${store.kept ? 'kept afterwards' : 'dropped afterwards'}); ` +
+    `SELECT 1 round trip ${ms(store.roundTripP50Ms)} ms (p50).`
+  );
+}
+
+/** Says which latency the numbers carry: the injected one, or the database's own. */
+function dbLatencyText(report: DemoReport): string {
+  const { injectedMs, ownPerCall } = report.dbLatency;
+  const own = ownPerCall.count === 0 ? '' : `${ms(ownPerCall.p50Ms)} ms p50, ${ms(ownPerCall.p99Ms)} ms p99 over ${ownPerCall.count} calls`;
+  const name = report.store.kind === 'postgres' ? 'PostgreSQL' : 'SQLite';
+  const poolNote = report.store.kind === 'postgres' ? '; waits for a free pool connection included' : '';
+  if (injectedMs === 0) {
+    return `none injected (--db-latency 0): the figures carry ${name}'s own latency only` + (own === '' ? '.' : ` (${own}, measured around each database call${poolNote}).`);
+  }
+  return (
+    `${injectedMs} ms injected per database call (${injectedMs === DEFAULT_DB_LATENCY_MS ? "the seed's example; " : ''}--db-latency 0 measures ${name}'s own), ` +
+    `on top of ${name}'s own time` +
+    (own === '' ? '.' : ` (${own}, measured without the injected part${poolNote}).`)
+  );
 }
 
 const usable = (row: DemoRow | undefined): row is DemoRow => row !== undefined && row.problems.length === 0;
@@ -186,9 +248,9 @@ export function findings(report: DemoReport): string[] {
       ratio > 1
         ? `Write latency: write-back acknowledged writes in ${ms(wb.writeP50Ms)} ms (p50) against ${ms(wt.writeP50Ms)} ms for write-through, ` +
             `${ratio >= 10 ? Math.round(ratio) : ratio.toFixed(1)}x faster: the seed's "Very Low (cache latency)" against "High (DB latency)". ` +
-            `Write-through waits for the database (${report.options.dbLatencyMs} ms injected) on every write; write-back does not wait for it.`
+            `Write-through waits for the database (${waitedFor(report)}) on every write; write-back does not wait for it.`
         : `Write latency: write-back (${ms(wb.writeP50Ms)} ms p50) was not faster than write-through (${ms(wt.writeP50Ms)} ms) in this run: ` +
-            `with ${report.options.dbLatencyMs} ms of database latency there is little for write-back to save. Try the seed's --db-latency 50.`,
+            `waiting for the database costs only ${waitedFor(report)} per write, so there is little for write-back to save. Try the seed's --db-latency 50.`,
     );
     out.push(
       `Database work: write-back sent ${wb.storeWrites} rows for ${wb.writes} application writes (${wb.dbWritesPerWrite.toFixed(2)} per write) ` +
@@ -201,6 +263,9 @@ export function findings(report: DemoReport): string[] {
     out.push(
       `Durability: killed with SIGKILL, write-back (durability 'none') had not yet written ${wb.lostOnKill.lost} of ${wb.lostOnKill.keys} keys' newest ` +
         `acknowledged writes to the database: the seed's "Delayed", and its warning that a cache failure loses unflushed writes. ` +
+        (report.tier.kind === 'redis'
+          ? "A shared Redis tier does not change that: the values were in Redis, but the queue of writes still to be flushed lived in the killed process. "
+          : '') +
         `${safe.map((r) => r.name).join(', ')} lost ${safeLost}: "Immediate".` +
         (wb.lostOnKill.lost === 0 ? ' (This run lost nothing: the flusher had caught up when the kill landed; losses are possible, not certain.)' : ''),
     );

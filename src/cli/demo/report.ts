@@ -7,6 +7,7 @@ import type { WritePattern } from '../../index.js';
 import type { FeedResult, FeedShape } from './feed.js';
 import type { KillMeasurement } from './kill-measure.js';
 import type { MachineInfo } from './machine.js';
+import type { LatencyFigures } from './samples.js';
 import type { PatternMeasurement } from './pattern-run.js';
 import type { PatternSpec } from './patterns.js';
 import { SEED_TABLE, type PatternId, type SeedRow } from './seed-table.js';
@@ -19,6 +20,11 @@ export interface LostOnKill {
   readonly keys: number;
   readonly lost: number;
   readonly examples: readonly string[];
+  /**
+   * With a shared tier (Redis): of the lost keys, how many the tier still held at the
+   * acknowledged version after the kill. Null with the in-process memory tier.
+   */
+  readonly lostStillCached: number | null;
 }
 
 /** Numbers are null (NaN before serialization) when that measurement failed; `problems` says why. */
@@ -65,11 +71,55 @@ export interface KillShape {
   readonly keys: number;
 }
 
+/** The cache tier the demo ran on. URLs never carry a password. */
+export type TierInfo =
+  | { readonly kind: 'memory' }
+  | {
+      readonly kind: 'redis';
+      readonly url: string;
+      /** Every key the demo wrote starts with it. */
+      readonly prefix: string;
+      /** Whether the keys were left in Redis (--keep). */
+      readonly kept: boolean;
+      readonly serverVersion: string;
+      readonly evictionPolicy: string;
+      /** PING round trip before the run, p50 of 20. */
+      readonly roundTripP50Ms: number;
+    };
+
+/** The database the demo ran on. URLs never carry a password. */
+export type StoreInfo =
+  | { readonly kind: 'sqlite'; readonly dir: string; readonly kept: boolean }
+  | {
+      readonly kind: 'postgres';
+      readonly url: string;
+      readonly schema: string;
+      /** Whether the schema was left in the database (--keep). */
+      readonly kept: boolean;
+      readonly serverVersion: string;
+      /** `SELECT 1` round trip before the run, p50 of 20. */
+      readonly roundTripP50Ms: number;
+    };
+
+/** What a database call cost: the injected latency, and the database's own time, measured. */
+export interface DbLatencyInfo {
+  /** Added to every database call (--db-latency). */
+  readonly injectedMs: number;
+  /** 'injected': the injected latency dominates; 'database': none injected, the database's own. */
+  readonly source: 'injected' | 'database';
+  /** The database's own time per call (load, loadMany, write batch) during the run, without the injected latency. */
+  readonly ownPerCall: LatencyFigures;
+}
+
 export interface DemoReport {
   readonly tool: 'cachewise demo';
   readonly version: string;
   readonly machine: MachineInfo;
-  readonly options: { readonly dbLatencyMs: number; readonly quick: boolean; readonly seed: number; readonly dir: string; readonly dirKept: boolean };
+  /** `dir`: where the SQLite files went (null with PostgreSQL). */
+  readonly options: { readonly dbLatencyMs: number; readonly quick: boolean; readonly seed: number; readonly dir: string | null; readonly dirKept: boolean };
+  readonly tier: TierInfo;
+  readonly store: StoreInfo;
+  readonly dbLatency: DbLatencyInfo;
   readonly workload: { readonly pattern: WorkloadShape; readonly feed: FeedShape; readonly kill: KillShape };
   readonly feed: FeedResult | null;
   readonly rows: readonly DemoRow[];
@@ -117,7 +167,14 @@ export function buildRow({ spec, measured, kill }: PatternOutcome): DemoRow {
     lostOnKill:
       kill instanceof Error
         ? null
-        : { measuredOn: writeName(spec.policy.write), acked: kill.acked, keys: kill.keys, lost: kill.lost, examples: kill.lostExamples },
+        : {
+            measuredOn: writeName(spec.policy.write),
+            acked: kill.acked,
+            keys: kill.keys,
+            lost: kill.lost,
+            examples: kill.lostExamples,
+            lostStillCached: kill.lostStillCached,
+          },
     problems,
   };
 }
