@@ -1,0 +1,143 @@
+/**
+ * Where a write-through set loses against the hand-written one: the raw write changed one part
+ * at a time toward what cachewise does, every step a contender, interleaved in rounds and
+ * compared with the first.
+ *
+ *   raw                   autocommit single-row upsert with a version guard, then SET PX
+ *                         (the baseline of bench/write-through.ts)
+ *   raw, store's SQL      the statements postgresStore sends for a one-entry write: BEGIN + SET
+ *                         LOCAL statement_timeout + SAVEPOINT, the unnest upsert with RETURNING,
+ *                         COMMIT (three round trips on a checked-out connection), then SET PX
+ *   raw, store's SQL+Lua  the same, with the Redis step done by redisTier.set() (the set-if-newer
+ *                         Lua script) instead of SET
+ *   cachewise             collection.set(): all of the above, plus value validation, version
+ *                         clock, timeouts and stats
+ *
+ * Each step has its own table (prefilled, so writes are updates), its own pg.Pool of --pool
+ * connections and its own Redis client with the same options. A diagnostic for changing the write
+ * path: the store's statements are copied from src/stores/postgres-store.ts (update them with it).
+ *
+ *   node --import tsx bench/write-breakdown.ts [--json] [--quick] [--concurrency 1,16]
+ */
+import type pg from 'pg';
+import { redisTier } from '../src/index.js';
+import { commonFlags, parseFlags } from './lib/args.js';
+import { machineInfo, printReport, ratiosTo, type CaseResult } from './lib/report.js';
+import { compare, type Contender } from './lib/runner.js';
+import { clearProgress, deleteKeys, main, onCleanup, pgPool, progress, redisClient, runId } from './lib/services.js';
+import { prefilledTable, rawVersionStart, WRITE_TTL_MS, writeThroughContenders } from './lib/write-through-contenders.js';
+import { keyOf, profile } from './lib/workload.js';
+
+/** postgresStore's default statementTimeout. */
+const STATEMENT_TIMEOUT_MS = 5000;
+
+const flags = parseFlags('node --import tsx bench/write-breakdown.ts [flags]\n\nA write-through set changed step by step from the hand-written one to cachewise.', [
+  ...commonFlags({ rounds: 5, roundMs: 800, warmupMs: 300, concurrency: [1, 16] }),
+  { name: 'keys', type: 'int', description: 'distinct keys, prefilled', default: 10_000 },
+  { name: 'pool', type: 'int', description: 'pg.Pool size of each step', default: 10 },
+]);
+
+await main(async () => {
+  const id = runId();
+  const prefix = `bench:${id}:`;
+  const schema = `bench_${id}`;
+  const keys = flags.keys as number;
+  const poolSize = flags.pool as number;
+  const options = { rounds: flags.rounds as number, roundMs: flags['round-ms'] as number, warmupMs: flags['warmup-ms'] as number };
+
+  const admin = pgPool(1, 'bench-admin');
+  const adminRedis = redisClient();
+  onCleanup(() => admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
+  onCleanup(() => deleteKeys(adminRedis, prefix));
+
+  progress(`prefill ${keys} keys`);
+  const setup = await writeThroughContenders({
+    admin,
+    cwPool: pgPool(poolSize, 'bench-cachewise'),
+    rawPool: pgPool(poolSize, 'bench-raw'),
+    cwRedis: redisClient({ connectionName: 'bench-cachewise' }),
+    rawRedis: redisClient({ connectionName: 'bench-raw' }),
+    schema,
+    prefix,
+    keys,
+  });
+  onCleanup(() => setup.close());
+  const [cachewise, raw] = setup.contenders as [Contender, Contender];
+
+  const storeSqlPool = pgPool(poolSize, 'bench-store-sql');
+  const storeSqlRedis = redisClient({ connectionName: 'bench-store-sql' });
+  const storeSql = storeStatements(await prefilledTable(admin, storeSqlPool, schema, 'sql_', keys), storeSqlPool);
+  const luaPool = pgPool(poolSize, 'bench-store-sql-lua');
+  const lua = storeStatements(await prefilledTable(admin, luaPool, schema, 'lua_', keys), luaPool);
+  const tier = redisTier({ client: redisClient({ connectionName: 'bench-store-sql-lua' }), prefix: `${prefix}lua:` });
+
+  const contenders: Contender[] = [
+    raw,
+    {
+      name: "raw, store's SQL",
+      op: async (n) => {
+        const key = keyOf(n, keys);
+        const json = JSON.stringify(profile(n));
+        if (await storeSql(key, json)) await storeSqlRedis.set(`${prefix}sql:${key}`, json, 'PX', WRITE_TTL_MS);
+      },
+    },
+    {
+      name: "raw, store's SQL+Lua",
+      op: async (n) => {
+        const key = keyOf(n, keys);
+        const value = profile(n);
+        const version = await lua(key, JSON.stringify(value));
+        const now = Date.now();
+        if (version) await tier.set(`profiles:${key}`, { kind: 'value', version, value, freshUntil: now + WRITE_TTL_MS, staleUntil: now + WRITE_TTL_MS });
+      },
+    },
+    cachewise,
+  ];
+  const cases: CaseResult[] = [];
+  for (const concurrency of flags.concurrency as number[]) {
+    const results = await compare(contenders, { ...options, concurrency }, (m) => progress(`concurrency ${concurrency}: ${m}`));
+    cases.push({ setting: { concurrency }, contenders: results, ratios: ratiosTo(results, 'raw', 0.9) });
+  }
+  clearProgress();
+  printReport(
+    {
+      benchmark: 'write-breakdown',
+      title: 'Write-through set, step by step from the hand-written one to cachewise',
+      machine: machineInfo(),
+      options: { ...options, keys, pool: poolSize },
+      cases,
+      notes: [`a pg.Pool of ${poolSize} and a Redis client (auto-pipelining on) per step; schema ${schema} and keys ${prefix}* dropped at the end`],
+    },
+    flags.json === true,
+  );
+});
+
+/**
+ * A one-entry write as postgresStore sends it: a transaction on a checked-out connection with
+ * the statement timeout set locally, the unnest upsert, COMMIT. Resolves to the version written,
+ * or 0 when the row held a newer one.
+ */
+function storeStatements(table: string, pool: pg.Pool): (key: string, json: string) => Promise<number> {
+  const begin = `BEGIN; SET LOCAL statement_timeout = ${STATEMENT_TIMEOUT_MS}; SAVEPOINT cachewise_batch`;
+  const upsert =
+    `INSERT INTO ${table} AS t ("key", "value", "version", "updated_at") ` +
+    'SELECT w."key", w."value", w."version", now() FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w("key", "value", "version") ' +
+    'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at" ' +
+    'WHERE t."version" < excluded."version" RETURNING t."key"';
+  let version = rawVersionStart();
+  return async (key, json) => {
+    const client = await pool.connect();
+    try {
+      await client.query(begin);
+      const mine = ++version;
+      const { rows } = await client.query(upsert, [[key], [json], [mine]]);
+      await client.query('COMMIT');
+      return rows.length === 1 ? mine : 0;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  };
+}
