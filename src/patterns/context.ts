@@ -88,7 +88,7 @@ export class CollectionContext {
   async cacheWrite(key: string, entry: TierEntry): Promise<void> {
     try {
       await this.callTier('set', key, () => this.tier.set(this.tierKey(key), entry));
-      if (this.isQuarantined(key)) this.quarantined.delete(key);
+      this.release(key, entry.version);
     } catch {
       await this.protect(key, entry.version);
     }
@@ -101,7 +101,7 @@ export class CollectionContext {
   async protect(key: string, version: number | undefined): Promise<void> {
     try {
       await this.callTier('invalidate', key, () => this.tier.invalidate(this.tierKey(key), version, this.policy.tombstoneTtlMs));
-      if (this.isQuarantined(key)) this.quarantined.delete(key);
+      this.release(key, version);
     } catch (error) {
       this.quarantine(key, version, error);
     }
@@ -132,6 +132,17 @@ export class CollectionContext {
   stop(): void {
     this.cancelRepair?.();
     this.cancelRepair = undefined;
+  }
+
+  /**
+   * Ends the quarantine of `key` once the tier holds `version`, if that is at least the version
+   * it was quarantined for: an older write's late cache step must not re-expose a copy older
+   * than the newer write whose cache step failed.
+   */
+  private release(key: string, version: number | undefined): void {
+    if (this.quarantined.size === 0 || !this.quarantined.has(key)) return;
+    const pending = this.quarantined.get(key);
+    if (pending === undefined || (version !== undefined && version >= pending)) this.quarantined.delete(key);
   }
 
   private quarantine(key: string, version: number | undefined, error: unknown): void {
