@@ -64,34 +64,45 @@ export function onCleanup(cleanup: () => unknown): void {
   cleanups.push(cleanup);
 }
 
-async function cleanUp(): Promise<void> {
-  while (cleanups.length > 0) {
-    const cleanup = cleanups.pop()!;
-    try {
-      await cleanup();
-    } catch (error) {
-      process.stderr.write(`clean-up failed: ${(error as Error).message}\n`);
+let cleaning: Promise<void> | undefined;
+
+/** Runs every clean-up once; a second caller (Ctrl-C during the clean-up) waits for the same run. */
+function cleanUp(): Promise<void> {
+  cleaning ??= (async () => {
+    while (cleanups.length > 0) {
+      const cleanup = cleanups.pop()!;
+      try {
+        await cleanup();
+      } catch (error) {
+        process.stderr.write(`clean-up failed: ${(error as Error).message}\n`);
+      }
     }
-  }
+  })();
+  return cleaning;
 }
 
 /** Runs a benchmark, then its clean-ups, whatever happens; exits 1 on failure, 130 on Ctrl-C. */
 export async function main(run: () => Promise<void>): Promise<void> {
-  const interrupted = () => {
+  let interrupted = false;
+  const interrupt = () => {
+    interrupted = true;
     process.stderr.write('\ninterrupted: cleaning up\n');
     void cleanUp().finally(() => process.exit(130));
   };
-  process.once('SIGINT', interrupted);
-  process.once('SIGTERM', interrupted);
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
   try {
     await run();
   } catch (error) {
-    process.stderr.write(`benchmark failed: ${(error as Error).stack ?? String(error)}\n`);
-    process.exitCode = 1;
+    // After Ctrl-C, operations fail because the clean-up closed their clients: not worth a report.
+    if (!interrupted) {
+      process.stderr.write(`benchmark failed: ${(error as Error).stack ?? String(error)}\n`);
+      process.exitCode = 1;
+    }
   } finally {
     await cleanUp();
-    process.off('SIGINT', interrupted);
-    process.off('SIGTERM', interrupted);
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
   }
 }
 
