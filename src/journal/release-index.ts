@@ -1,0 +1,103 @@
+/**
+ * Which journal records are released, and which segments still hold records that are not.
+ *
+ * Kept per (collection, key), not per record: a release of version v releases every record of
+ * the key up to v, so a key needs only the highest version it has in each segment (a segment
+ * entry is live while that version is above the key's released version) and a segment is live
+ * while some key has a live entry in it. Keys usually sit in one or two segments, so the
+ * entries are a short flat array. Memory is one small object per key on disk, not per record.
+ *
+ * The same operations rebuild the index at recovery, applied in append order: a record, then
+ * later a mark that releases it, leave the same state as the live append and release did.
+ */
+
+export interface KeyEntry {
+  readonly collection: string;
+  readonly key: string;
+  /** Every record of the key with a version up to this one is released. */
+  released: number;
+  /** Pairs [segment, highest version of the key's records in that segment], by segment. */
+  segments: number[];
+  /** The segment holding the key's newest release mark on disk, if any. */
+  markSegment: number | undefined;
+}
+
+export class ReleaseIndex {
+  private readonly collections = new Map<string, Map<string, KeyEntry>>();
+  /** Segment → number of keys with a live entry in it. */
+  private readonly live = new Map<number, number>();
+
+  entry(collection: string, key: string): KeyEntry {
+    let keys = this.collections.get(collection);
+    if (keys === undefined) this.collections.set(collection, (keys = new Map()));
+    let entry = keys.get(key);
+    if (entry === undefined) keys.set(key, (entry = { collection, key, released: 0, segments: [], markSegment: undefined }));
+    return entry;
+  }
+
+  /** Notes a record of `entry` at `version` in `segment` (segments only grow, per key). */
+  addRecord(entry: KeyEntry, version: number, segment: number): void {
+    const pairs = entry.segments;
+    const last = pairs.length - 2;
+    if (last >= 0 && pairs[last] === segment) {
+      const highest = pairs[last + 1] as number;
+      if (version <= highest) return;
+      pairs[last + 1] = version;
+      if (highest <= entry.released && version > entry.released) this.addLive(segment, 1);
+      return;
+    }
+    // A literal of the exact size: push() on an empty array reserves room for 17 numbers.
+    entry.segments = pairs.length === 0 ? [segment, version] : [...pairs, segment, version];
+    if (version > entry.released) this.addLive(segment, 1);
+  }
+
+  /**
+   * Releases the records of `entry` up to `version`. Calls `freed` with each segment that holds
+   * no live record any more. Returns false when nothing new was released.
+   */
+  release(entry: KeyEntry, version: number, freed: (segment: number) => void): boolean {
+    const before = entry.released;
+    if (version <= before) return false;
+    entry.released = version;
+    const pairs = entry.segments;
+    for (let i = 0; i < pairs.length; i += 2) {
+      const highest = pairs[i + 1] as number;
+      if (highest > before && highest <= version && this.addLive(pairs[i] as number, -1) === 0) freed(pairs[i] as number);
+    }
+    return true;
+  }
+
+  /** Keys with a live entry in `segment`. */
+  liveIn(segment: number): number {
+    return this.live.get(segment) ?? 0;
+  }
+
+  /**
+   * Forgets deleted segments. Returns the keys whose newest mark was in one of them and that
+   * still have released records elsewhere: their mark must be written again.
+   */
+  dropSegments(deleted: ReadonlySet<number>): KeyEntry[] {
+    const remark: KeyEntry[] = [];
+    for (const segment of deleted) this.live.delete(segment);
+    for (const [collection, keys] of this.collections) {
+      for (const [key, entry] of keys) {
+        const pairs = entry.segments;
+        for (let i = pairs.length - 2; i >= 0; i -= 2) if (deleted.has(pairs[i] as number)) pairs.splice(i, 2);
+        if (pairs.length === 0) {
+          keys.delete(key);
+        } else if (entry.markSegment !== undefined && deleted.has(entry.markSegment)) {
+          entry.markSegment = undefined;
+          if (pairs.some((value, i) => i % 2 === 1 && value <= entry.released)) remark.push(entry);
+        }
+      }
+      if (keys.size === 0) this.collections.delete(collection);
+    }
+    return remark;
+  }
+
+  private addLive(segment: number, delta: number): number {
+    const count = (this.live.get(segment) ?? 0) + delta;
+    this.live.set(segment, count);
+    return count;
+  }
+}
