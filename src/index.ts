@@ -34,3 +34,7 @@ export {
   type PostgresTableOptions,
 } from './stores/postgres-store.js';
 export { redisTier, redisEvictionPolicy, type RedisTierOptions, type RedisClient } from './tiers/redis-tier.js';
+export { twoTier, type TwoTierOptions } from './tiers/two-tier.js';
+export { redisBus, type RedisBusOptions } from './tiers/redis-bus.js';
+export type { InvalidationBus, Invalidation } from './tiers/invalidation-bus.js';
+export type { CircuitBreakerOptions } from './tiers/circuit-breaker.js';

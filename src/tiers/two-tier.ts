@@ -1,0 +1,190 @@
+/**
+ * Two tiers: an in-process L1 per instance over a shared L2 (Redis), kept in step by an
+ * invalidation bus. Every write goes to L2 first (the shared truth of the cache), then to this
+ * instance's L1, then to the bus, so every other instance drops its L1 copy of the key.
+ *
+ * Staleness stays bounded: L1 is trusted only while the bus is connected; when the bus
+ * connection drops, L1 is cleared and bypassed until the bus is back (then cleared again, since
+ * messages were lost meanwhile). L1 entries also live at most `l1MaxTtl`. A failed L2 write never
+ * skips the bus: the invalidation is still published before the error is reported, and the error
+ * lets the core quarantine the key (contract 3's "invalidated everywhere reads could see it").
+ *
+ * Leases and fills go to L2, so single-flight holds across instances.
+ */
+import { systemClock, type Clock } from '../clock.js';
+import { toMs, type Duration } from '../duration.js';
+import { CachewiseError } from '../errors.js';
+import type { Invalidation, InvalidationBus } from './invalidation-bus.js';
+import { memoryTier } from './memory-tier.js';
+import type { Lease, Tier, TierEntry } from './tier.js';
+
+export interface TwoTierOptions {
+  /** The shared tier (a redisTier). */
+  l2: Tier;
+  /** The bus that carries invalidations between instances (a redisBus). */
+  bus: InvalidationBus;
+  /** This instance's in-process tier. Default: memoryTier({ maxEntries: 10000 }). */
+  l1?: Tier;
+  /** Longest an entry stays in L1, whatever its TTL: the bound on staleness if a message is lost. Default '1m'. */
+  l1MaxTtl?: Duration;
+  /** Time source. Default: the system clock. */
+  clock?: Clock;
+}
+
+export function twoTier(options: TwoTierOptions): Tier {
+  return new TwoTier(options);
+}
+
+class TwoTier implements Tier {
+  readonly kind: string;
+  readonly capabilities;
+  private readonly l1: Tier;
+  private readonly l2: Tier;
+  private readonly bus: InvalidationBus;
+  private readonly clock: Clock;
+  private readonly l1MaxTtlMs: number;
+  /** Changes whenever the bus connects or disconnects; an L1 write started before is dropped. */
+  private epoch = 0;
+
+  constructor(options: TwoTierOptions) {
+    if (typeof options !== 'object' || options === null || options.l2 === undefined || options.bus === undefined) {
+      throw new CachewiseError('E_INVALID_OPTION', 'twoTier needs { l2, bus }', 'pass l2: redisTier({...}) and bus: redisBus({...})');
+    }
+    this.clock = options.clock ?? systemClock;
+    this.l1 = options.l1 ?? memoryTier({ clock: this.clock });
+    if (!this.l1.capabilities.inProcess) {
+      throw new CachewiseError('E_INVALID_OPTION', `twoTier option "l1" must be an in-process tier, got a ${this.l1.kind} tier`, 'pass memoryTier() as l1 (or leave it out)');
+    }
+    this.l2 = options.l2;
+    this.bus = options.bus;
+    this.l1MaxTtlMs = toMs(options.l1MaxTtl ?? '1m', 'l1MaxTtl');
+    this.kind = `two-tier(${this.l1.kind}+${this.l2.kind})`;
+    this.capabilities = { inProcess: false, shared: this.l2.capabilities.shared, invalidate: true, evicts: this.l2.capabilities.evicts } as const;
+    this.bus
+      .subscribe(
+        (message) => this.onInvalidation(message),
+        () => this.onBusState(),
+      )
+      .catch(() => this.onBusState());
+  }
+
+  async get(key: string): Promise<TierEntry | undefined> {
+    const local = this.freshInL1(key);
+    if (local !== undefined) return local;
+    const epoch = this.epoch;
+    const entry = await this.l2.get(key);
+    if (entry !== undefined) await this.keepInL1(key, entry, epoch);
+    return entry;
+  }
+
+  async getMany(keys: readonly string[]): Promise<(TierEntry | undefined)[]> {
+    const results = keys.map((key) => this.freshInL1(key));
+    const missing = keys.filter((_, i) => results[i] === undefined);
+    if (missing.length === 0) return results;
+    const epoch = this.epoch;
+    const remote = await this.l2.getMany(missing);
+    let next = 0;
+    for (let i = 0; i < keys.length; i++) {
+      if (results[i] !== undefined) continue;
+      const entry = remote[next++];
+      results[i] = entry;
+      if (entry !== undefined) await this.keepInL1(keys[i]!, entry, epoch);
+    }
+    return results;
+  }
+
+  async set(key: string, entry: TierEntry): Promise<boolean> {
+    let applied: boolean;
+    try {
+      applied = await this.l2.set(key, entry);
+    } catch (error) {
+      await this.dropEverywhere(key, entry.version);
+      throw error;
+    }
+    if (applied) await this.keepInL1(key, entry, this.epoch);
+    else await this.l1.invalidate(key, entry.version, this.l1MaxTtlMs);
+    await this.bus.publish({ key, version: entry.version });
+    return applied;
+  }
+
+  async setMany(items: readonly { key: string; entry: TierEntry }[]): Promise<boolean[]> {
+    return Promise.all(items.map(({ key, entry }) => this.set(key, entry)));
+  }
+
+  async invalidate(key: string, version: number | undefined, ttlMs: number): Promise<void> {
+    await this.l1.invalidate(key, version, Math.min(ttlMs, this.l1MaxTtlMs));
+    let failure: unknown;
+    try {
+      await this.l2.invalidate(key, version, ttlMs);
+    } catch (error) {
+      failure = error;
+    }
+    try {
+      await this.bus.publish({ key, version });
+    } catch (error) {
+      failure ??= error;
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  async remove(key: string, version: number): Promise<boolean> {
+    await this.l1.remove(key, version);
+    const removed = await this.l2.remove(key, version);
+    await this.bus.publish({ key, version });
+    return removed;
+  }
+
+  lease(key: string, ttlMs: number): Promise<Lease> {
+    return this.l2.lease(key, ttlMs);
+  }
+
+  async fill(key: string, entry: TierEntry, lease: Lease): Promise<boolean> {
+    const epoch = this.epoch;
+    const filled = await this.l2.fill(key, entry, lease);
+    // A version-0 fill took L2's version, which this instance does not know: read it from L2 next time.
+    if (filled && entry.version !== 0) await this.keepInL1(key, entry, epoch);
+    return filled;
+  }
+
+  evictionPolicy(): Promise<string> {
+    return this.l2.evictionPolicy ? this.l2.evictionPolicy() : Promise.resolve('noeviction');
+  }
+
+  async clear(): Promise<void> {
+    await this.l1.clear();
+    await this.l2.clear();
+  }
+
+  async close(): Promise<void> {
+    await this.bus.close();
+    await this.l1.close();
+    await this.l2.close();
+  }
+
+  private freshInL1(key: string): TierEntry | undefined {
+    if (!this.bus.connected) return undefined;
+    const entry = this.l1.getSync!(key);
+    return entry !== undefined && entry.kind !== 'tombstone' && entry.freshUntil > this.clock.now() ? entry : undefined;
+  }
+
+  private async keepInL1(key: string, entry: TierEntry, epoch: number): Promise<void> {
+    if (!this.bus.connected || epoch !== this.epoch) return;
+    const cap = this.clock.now() + this.l1MaxTtlMs;
+    await this.l1.set(key, { ...entry, freshUntil: Math.min(entry.freshUntil, cap), staleUntil: Math.min(entry.staleUntil, cap) });
+  }
+
+  /** After a failed L2 write: no instance may keep serving its L1 copy of the key. */
+  private async dropEverywhere(key: string, version: number): Promise<void> {
+    await this.l1.invalidate(key, version, this.l1MaxTtlMs);
+    await this.bus.publish({ key, version }).catch(() => undefined);
+  }
+
+  private onInvalidation(message: Invalidation): void {
+    void this.l1.invalidate(message.key, message.version, this.l1MaxTtlMs);
+  }
+
+  private onBusState(): void {
+    this.epoch++;
+    void this.l1.clear();
+  }
+}
