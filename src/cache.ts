@@ -18,6 +18,7 @@ import type { Store } from './stores/store.js';
 import { breakerOptions, CircuitBreaker, type CircuitBreakerOptions } from './tiers/circuit-breaker.js';
 import { memoryTier } from './tiers/memory-tier.js';
 import { withTimeout } from './util/timeout.js';
+import type { DamagedRange, Journal, JournalStats, RecoveredRecord } from './journal/journal.js';
 import type { Tier } from './tiers/tier.js';
 import { Once } from './util/once.js';
 import { VersionClock } from './version-clock.js';
@@ -35,6 +36,26 @@ export interface CacheOptions {
    * it off. Default { threshold: 5, cooldownMs: 1000, maxCooldownMs: 10000 }.
    */
   tierBreaker?: CircuitBreakerOptions | false;
+  /**
+   * Where write-back with durability 'journal' makes writes durable before `set` resolves
+   * (fileJournal(dir) embedded). Opened by createCache: what it kept from an earlier run is
+   * replayed into the database when each collection is declared. Closed by cache.close().
+   */
+  journal?: Journal;
+}
+
+/** What createCache found in the journal. */
+export interface JournalRecovery {
+  /** Writes found appended and not released, to replay. */
+  readonly records: number;
+  /** Of those, per collection. */
+  readonly collections: Readonly<Record<string, number>>;
+  /** Collections with records waiting to be replayed because they are not declared yet. */
+  readonly waiting: readonly string[];
+  /** The end of a write a crash cut short (never acknowledged), cut off. */
+  readonly tornTail?: DamagedRange;
+  /** Damaged stretches followed by readable records: lost records (a broken disk, an outside edit). */
+  readonly corrupt: readonly DamagedRange[];
 }
 
 export interface CloseReport {
@@ -46,6 +67,8 @@ export interface CloseReport {
 
 export interface CacheStats {
   readonly collections: Readonly<Record<string, CollectionStatsSnapshot>>;
+  /** The journal's counters, when the cache has one. */
+  readonly journal?: JournalStats;
 }
 
 export async function createCache(options: CacheOptions): Promise<Cache> {
@@ -60,9 +83,14 @@ export async function createCache(options: CacheOptions): Promise<Cache> {
   if (!isTier(tier)) {
     throw new CachewiseError('E_INVALID_OPTION', 'createCache option "tier" is not a tier', 'pass tier: memoryTier() or another Tier');
   }
+  const journal = options.journal;
+  if (journal !== undefined && !isJournal(journal)) {
+    throw new CachewiseError('E_INVALID_OPTION', 'createCache option "journal" is not a journal', 'pass journal: fileJournal(dir) or another Journal');
+  }
   const clock = options.clock ?? systemClock;
   const evictionPolicy = tier.capabilities.shared && tier.evictionPolicy ? await readEvictionPolicy(tier) : undefined;
-  const cache = new Cache(tier, store, clock, evictionPolicy);
+  const cache = new Cache(tier, store, clock, evictionPolicy, journal);
+  if (journal !== undefined) await cache.openJournal(journal);
   if (!tier.capabilities.inProcess && options.tierBreaker !== false) {
     cache.breaker = new CircuitBreaker(clock, breakerOptions(options.tierBreaker), (state) => cache.events.emit('tier-circuit', { state }));
   }
@@ -84,6 +112,9 @@ export class Cache {
   private readonly versions: VersionClock;
   private readonly deadLetterList = new DeadLetterList();
   private closing: Promise<CloseReport> | undefined;
+  /** Records recovered from the journal, per collection, until the collection is declared. */
+  private readonly recovered = new Map<string, RecoveredRecord[]>();
+  private recoveryReport: JournalRecovery | undefined;
   /** @internal Set by createCache for tiers that do I/O. */
   breaker: CircuitBreaker | undefined;
 
@@ -93,8 +124,29 @@ export class Cache {
     readonly store: Store,
     private readonly clock: Clock,
     private readonly evictionPolicy: string | undefined,
+    private readonly journal?: Journal,
   ) {
     this.versions = new VersionClock(clock);
+  }
+
+  /** @internal Opens the journal and keeps what it recovered for the collections' declarations. */
+  async openJournal(journal: Journal): Promise<void> {
+    const report = await journal.open();
+    const collections: Record<string, number> = {};
+    for (const record of report.records) {
+      this.versions.observe(record.version);
+      let list = this.recovered.get(record.collection);
+      if (list === undefined) this.recovered.set(record.collection, (list = []));
+      list.push(record);
+      collections[record.collection] = (collections[record.collection] ?? 0) + 1;
+    }
+    this.recoveryReport = { records: report.records.length, collections, waiting: [], tornTail: report.tornTail, corrupt: report.corrupt };
+  }
+
+  /** What createCache found in the journal (undefined without a journal). */
+  recovery(): JournalRecovery | undefined {
+    if (this.recoveryReport === undefined) return undefined;
+    return { ...this.recoveryReport, waiting: [...this.recovered.keys()] };
   }
 
   /**
@@ -105,7 +157,7 @@ export class Cache {
     if (this.closing !== undefined) throw new CachewiseError('E_CLOSED', 'the cache is closed', 'create a new cache');
     assertCollectionName(name);
     const resolved = resolvePolicy(name, policy, {
-      hasJournal: false,
+      hasJournal: this.journal !== undefined,
       tierCanInvalidate: this.tier.capabilities.invalidate,
       sharedTierEvictionPolicy: this.evictionPolicy,
     });
@@ -124,10 +176,13 @@ export class Cache {
     const preparation = new Once(async () => {
       await this.store.prepare(name);
       if (this.store.maxVersion) this.versions.observe(await this.store.maxVersion(name));
+      const records = this.recovered.get(name) ?? [];
+      this.recovered.delete(name);
+      await collection.recover(records);
     });
+    const collection: Collection<T> = new Collection<T>(ctx, this.deadLetterList, preparation, this.journal);
     // Start early; a failure surfaces (and is retried) on the first operation.
     preparation.wait().catch(() => undefined);
-    const collection = new Collection<T>(ctx, this.deadLetterList, preparation);
     this.collections.set(name, collection as Collection<unknown>);
     return collection;
   }
@@ -136,7 +191,7 @@ export class Cache {
   stats(): CacheStats {
     const collections: Record<string, CollectionStatsSnapshot> = {};
     for (const [name, collection] of this.collections) collections[name] = collection.stats();
-    return { collections };
+    return this.journal === undefined ? { collections } : { collections, journal: this.journal.stats() };
   }
 
   /** Write-back writes that went to the dead letters (the newest 10,000), with their reasons. */
@@ -158,10 +213,12 @@ export class Cache {
     const drained = await Promise.all(
       [...this.collections.values()].map(async (collection) => {
         const unflushed = await collection.close(timeoutMs);
-        const lost = collection.policy.durability === 'none' ? unflushed.length : 0;
+        const lost = unflushed.filter((w) => !w.journaled).length;
         return { lost, unflushed: unflushed.map((w) => ({ ...w, collection: collection.name })) };
       }),
     );
+    // The journal keeps what is unflushed for the next start.
+    await Promise.allSettled([this.journal?.close()]);
     await Promise.allSettled([this.tier.close(), this.store.close()]);
     return { unflushed: drained.flatMap((d) => d.unflushed), lost: drained.reduce((sum, d) => sum + d.lost, 0) };
   }
@@ -170,6 +227,11 @@ export class Cache {
 function isStore(value: unknown): value is Store {
   const s = value as Store;
   return typeof s === 'object' && s !== null && typeof s.load === 'function' && typeof s.write === 'function' && typeof s.prepare === 'function';
+}
+
+function isJournal(value: unknown): value is Journal {
+  const j = value as Journal;
+  return typeof j === 'object' && j !== null && typeof j.open === 'function' && typeof j.append === 'function' && typeof j.release === 'function' && typeof j.close === 'function';
 }
 
 function isTier(value: unknown): value is Tier {

@@ -19,6 +19,7 @@ import type { ResolvedPolicy } from './policy.js';
 import type { CollectionStatsSnapshot } from './stats.js';
 import { toMs, type Duration } from './duration.js';
 import type { Once } from './util/once.js';
+import type { Journal, RecoveredRecord } from './journal/journal.js';
 
 export type { FillLease, LookupResult, WriteResult };
 
@@ -27,6 +28,8 @@ export class Collection<T> {
   private readonly writer: Writer;
   private readonly queue: WriteBackQueue | undefined;
   private readonly aside: CacheAside;
+  /** Flushes journal records recovered for a collection that does not write back. */
+  private replay: WriteBackQueue | undefined;
   private closed = false;
 
   /** @internal Created by Cache.collection(). */
@@ -34,8 +37,9 @@ export class Collection<T> {
     private readonly ctx: CollectionContext,
     private readonly deadLetterList: DeadLetterList,
     private readonly preparation: Once,
+    private readonly journal?: Journal,
   ) {
-    this.queue = ctx.policy.write === 'back' ? new WriteBackQueue(ctx, deadLetterList) : undefined;
+    this.queue = ctx.policy.write === 'back' ? new WriteBackQueue(ctx, deadLetterList, journal) : undefined;
     this.reads = new ReadPath(ctx, this.queue);
     const onWritten = (key: string) => this.reads.flights.detach(key);
     this.writer =
@@ -172,11 +176,30 @@ export class Collection<T> {
     return this.deadLetterList.list(this.ctx.name);
   }
 
+  /**
+   * @internal Replays writes the journal kept from an earlier run. A write-back collection queues
+   * them (reads see them at once); any other collection writes them to the database before its
+   * first operation, so it never serves a row older than an acknowledged write.
+   */
+  async recover(records: readonly RecoveredRecord[]): Promise<void> {
+    if (this.queue !== undefined) {
+      this.queue.recover(records);
+      return;
+    }
+    if (records.length > 0) {
+      this.replay ??= new WriteBackQueue(this.ctx, this.deadLetterList, this.journal);
+      this.replay.recover(records);
+    }
+    await this.replay?.flush(this.ctx.policy.storeTimeoutMs);
+  }
+
   /** @internal Stops accepting writes and drains within the deadline. */
   async close(deadlineMs: number): Promise<UnflushedWrite[]> {
     this.closed = true;
     try {
-      return await this.writer.close(deadlineMs);
+      const unflushed = await this.writer.close(deadlineMs);
+      const notReplayed = (await this.replay?.close(deadlineMs)) ?? [];
+      return [...unflushed, ...notReplayed.map((w) => ({ key: w.key, version: w.version, op: w.op, journaled: w.position !== undefined }))];
     } finally {
       this.ctx.stop();
     }

@@ -1,5 +1,6 @@
 /** cachewise: keeps a cache and a database in step. The public API, and nothing else. */
-export { createCache, Cache, type CacheOptions, type CacheStats, type CloseReport } from './cache.js';
+export { createCache, Cache, type CacheOptions, type CacheStats, type CloseReport, type JournalRecovery } from './cache.js';
+export { closeOnSignals, type ShutdownOptions } from './shutdown.js';
 export { Collection, type FillLease, type LookupResult, type WriteResult } from './collection.js';
 export type { CollectionPolicy, WritePattern, ReadPattern, Durability, FlushOptions, RetryOptions, PendingOptions, ResolvedPolicy } from './policy.js';
 export { SEED_RULES } from './policy.js';
@@ -38,3 +39,5 @@ export { twoTier, type TwoTierOptions } from './tiers/two-tier.js';
 export { redisBus, type RedisBusOptions } from './tiers/redis-bus.js';
 export type { InvalidationBus, Invalidation } from './tiers/invalidation-bus.js';
 export type { CircuitBreakerOptions } from './tiers/circuit-breaker.js';
+export { fileJournal, type FileJournalOptions, type JournalIo } from './journal/file-journal.js';
+export type { Journal, JournalRecord, JournalPosition, RecoveredRecord, RecoveryReport, DamagedRange, JournalStats } from './journal/journal.js';

@@ -12,6 +12,8 @@ export interface UnflushedWrite {
   readonly key: string;
   readonly version: number;
   readonly op: 'set' | 'delete';
+  /** Kept in the journal: the next start replays it (durability 'journal'). Otherwise it is lost. */
+  readonly journaled: boolean;
 }
 
 export interface Writer {

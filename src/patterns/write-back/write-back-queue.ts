@@ -12,12 +12,21 @@
  *   writes past `maxAttempts`, go to the dead letters one entry at a time with the reason.
  * - Pending work is bounded in keys and bytes: past the bound writers wait, then get
  *   E_BACKPRESSURE (or get it at once with onFull: 'reject').
+ * - With durability 'journal', a write is appended to the journal (fsynced) before it is queued,
+ *   so reads and the cache only ever see durable writes, and `accept` resolves after the fsync.
+ *   Its journal position is released once the database holds it (or a newer write of its key).
+ *   A write that goes to the dead letters is not released: the journal keeps it, and the next
+ *   start replays it. Writes recovered from the journal on start are queued like new ones, with
+ *   their own versions (replay is idempotent: the store is version-guarded).
  */
+import { decodeValue } from '../../codec.js';
 import { CachewiseError, describeError } from '../../errors.js';
+import type { Journal, JournalPosition, JournalRecord, RecoveredRecord } from '../../journal/journal.js';
 import type { StoreWrite, WriteOutcome } from '../../stores/store.js';
 import { recordMs } from '../../stats.js';
 import { commit } from '../commit.js';
 import type { CollectionContext } from '../context.js';
+import { keepAlive } from '../../util/keep-alive.js';
 import { backoffMs } from './backoff.js';
 import type { DeadLetterList } from './dead-letters.js';
 
@@ -41,6 +50,8 @@ export interface PendingWrite extends IncomingWrite {
   notBefore: number;
   /** Put back into the queue after a failure, so out of first-dirty order. */
   requeued: boolean;
+  /** Where the journal keeps this write (durability 'journal' or recovered), released once flushed. */
+  readonly position?: JournalPosition;
 }
 
 interface FlushWaiter {
@@ -71,10 +82,15 @@ export class WriteBackQueue {
   private timerAt = Infinity;
   private readonly flushWaiters = new Set<FlushWaiter>();
   private readonly roomWaiters: RoomWaiter[] = [];
+  /** Room taken by writes whose journal append is in flight. */
+  private reservedKeys = 0;
+  private reservedBytes = 0;
 
+  /** `journal` is where writes go before they are queued (durability 'journal') and where recovered writes are released. */
   constructor(
     private readonly ctx: CollectionContext,
     private readonly deadLetters: DeadLetterList,
+    private readonly journal?: Journal,
   ) {}
 
   /** The newest accepted write of `key` not yet known to be in the database. */
@@ -108,8 +124,9 @@ export class WriteBackQueue {
     let waitedSince: number | undefined;
     for (;;) {
       const need = this.roomNeeded(writes);
-      const empty = this.size === 0;
-      const fits = empty || (this.size + need.keys <= maxEntries && this.bytes + need.bytes <= maxBytes);
+      const keys = this.size + this.reservedKeys;
+      const bytes = this.bytes + this.reservedBytes;
+      const fits = keys === 0 || (keys + need.keys <= maxEntries && bytes + need.bytes <= maxBytes);
       const queueJump = this.roomWaiters.length > 0 && waitedSince === undefined && (need.keys > 0 || need.bytes > 0);
       if (fits && !queueJump) break;
       const rejected = onFull === 'reject' || (waitedSince !== undefined && this.ctx.clock.now() - waitedSince >= waitTimeoutMs);
@@ -130,11 +147,63 @@ export class WriteBackQueue {
       await this.waitForRoom(waitTimeoutMs - (this.ctx.clock.now() - waitedSince));
       this.assertOpen();
     }
+    const versions = writes.map(() => this.ctx.versions.next());
+    const positions = this.journal !== undefined && this.ctx.policy.durability === 'journal' ? await this.appendToJournal(writes, versions) : [];
     const now = this.ctx.clock.now();
-    const accepted = writes.map((write) => this.enqueue(write, now));
+    const accepted = writes.map((write, i) => this.enqueue(write, versions[i] as number, now, positions[i]));
     this.wakeRoomWaiters();
     this.pump();
     return accepted;
+  }
+
+  /**
+   * Queues writes found in the journal on start (appended, acknowledged, not known to be in the
+   * database). They may exceed the pending bound: they were accepted before; new writers wait.
+   */
+  recover(records: readonly RecoveredRecord[]): void {
+    const now = this.ctx.clock.now();
+    for (const record of records) {
+      let value: unknown;
+      if (record.op === 'set') {
+        try {
+          value = decodeValue(record.json as string);
+        } catch (error) {
+          const w = this.enqueue({ op: 'set', key: record.key, json: record.json, value: undefined }, record.version, now, record.position);
+          this.pending.delete(w.key);
+          this.deadLetter(w, `the journal holds a value that is not valid JSON: ${describeError(error)}`);
+          continue;
+        }
+      }
+      this.enqueue({ op: record.op, key: record.key, json: record.json, value }, record.version, now, record.position);
+    }
+    this.pump();
+  }
+
+  /** Appends the writes (durably) and returns their positions; room stays reserved meanwhile. */
+  private async appendToJournal(writes: readonly IncomingWrite[], versions: readonly number[]): Promise<(JournalPosition | undefined)[]> {
+    const need = this.roomNeeded(writes);
+    this.reservedKeys += need.keys;
+    this.reservedBytes += need.bytes;
+    const records: JournalRecord[] = writes.map((w, i) =>
+      w.op === 'set'
+        ? { collection: this.ctx.name, op: 'set', key: w.key, version: versions[i] as number, json: w.json as string }
+        : { collection: this.ctx.name, op: 'delete', key: w.key, version: versions[i] as number },
+    );
+    try {
+      return await (this.journal as Journal).append(records);
+    } catch (error) {
+      if (error instanceof CachewiseError) throw error;
+      throw new CachewiseError(
+        'E_STORE_FAILED',
+        `the journal of collection "${this.ctx.name}" could not make ${writes.length} write(s) durable: ${describeError(error)}`,
+        'nothing was written; check the journal directory (disk space, permissions), then write again',
+        { cause: error, details: { collection: this.ctx.name } },
+      );
+    } finally {
+      this.reservedKeys -= need.keys;
+      this.reservedBytes -= need.bytes;
+      this.wakeRoomWaiters();
+    }
   }
 
   /**
@@ -185,9 +254,10 @@ export class WriteBackQueue {
     this.cancelTimer?.();
     this.cancelTimer = undefined;
     const unflushed = [...this.inflight.values(), ...this.pending.values()];
-    if (unflushed.length > 0 && this.ctx.policy.durability === 'none') {
-      this.ctx.stats.counters.lostWrites += unflushed.length;
-      this.ctx.events.emit('writes-lost', { collection: this.ctx.name, count: unflushed.length, keys: unflushed.map((w) => w.key) });
+    const lost = unflushed.filter((w) => w.position === undefined);
+    if (lost.length > 0) {
+      this.ctx.stats.counters.lostWrites += lost.length;
+      this.ctx.events.emit('writes-lost', { collection: this.ctx.name, count: lost.length, keys: lost.map((w) => w.key) });
     }
     return unflushed;
   }
@@ -209,17 +279,25 @@ export class WriteBackQueue {
     return { keys, bytes };
   }
 
-  private enqueue(write: IncomingWrite, now: number): PendingWrite {
+  private enqueue(write: IncomingWrite, version: number, now: number, position: JournalPosition | undefined): PendingWrite {
     const old = this.pending.get(write.key);
     const entry: PendingWrite = {
       ...write,
-      version: this.ctx.versions.next(),
+      version,
       bytes: sizeOf(write),
       firstDirtyAt: old?.firstDirtyAt ?? now,
       attempts: 0, // a new value gets its own attempts; it still waits out the key's backoff
       notBefore: old?.notBefore ?? 0,
       requeued: old?.requeued ?? false,
+      position,
     };
+    const newest = Math.max(old?.version ?? 0, this.inflight.get(write.key)?.version ?? 0);
+    if (newest > version) {
+      // A newer write of the key was queued first (its journal append finished sooner): it
+      // carries the whole value, so this one is done.
+      if (position !== undefined) this.journal?.release([position]);
+      return entry;
+    }
     if (old !== undefined) this.bytes -= old.bytes;
     this.bytes += entry.bytes;
     // Map.set on an existing key keeps its place: the key stays where it first became dirty.
@@ -229,10 +307,12 @@ export class WriteBackQueue {
 
   private waitForRoom(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
+      const release = keepAlive();
       const cancel = this.ctx.clock.setTimer(() => wake(), Math.max(0, timeoutMs));
       const waiter: RoomWaiter = { wake: () => wake() };
       const wake = () => {
         cancel();
+        release();
         const index = this.roomWaiters.indexOf(waiter);
         if (index >= 0) this.roomWaiters.splice(index, 1);
         resolve();
@@ -258,9 +338,11 @@ export class WriteBackQueue {
     }
     return new Promise<void>((resolve, reject) => {
       let cancelTimeout: (() => void) | undefined;
+      const release = keepAlive();
       const finish = (error?: Error) => {
         this.flushWaiters.delete(waiter);
         cancelTimeout?.();
+        release();
         if (force) this.forcing--;
         if (error) reject(error);
         else resolve();
@@ -373,6 +455,7 @@ export class WriteBackQueue {
       w.op === 'set' ? { op: 'set', key: w.key, version: w.version, json: w.json as string } : { op: 'delete', key: w.key, version: w.version },
     );
     const outcomes = await commit(this.ctx, writes);
+    const released: JournalPosition[] = [];
     let retryError: unknown;
     let retryAttempt = 0;
     let retryDelay = 0;
@@ -384,6 +467,7 @@ export class WriteBackQueue {
       const outcome = outcomes[i] as WriteOutcome;
       this.inflight.delete(w.key);
       if (outcome.status === 'applied' || outcome.status === 'superseded') {
+        if (w.position !== undefined) released.push(w.position);
         this.persistedOne(w, outcome.status === 'applied');
       } else if (outcome.status === 'failed' && outcome.permanent) {
         this.deadLetter(w, describeError(outcome.error));
@@ -408,6 +492,8 @@ export class WriteBackQueue {
         }
       }
     });
+    // Releasing a write releases the older writes of its key in the journal, never newer ones.
+    if (released.length > 0) this.journal?.release(released);
     if (retried > 0) {
       this.ctx.events.emit('flush-retry', { collection: this.ctx.name, keys: retried, attempt: retryAttempt, delayMs: retryDelay, error: retryError });
     }

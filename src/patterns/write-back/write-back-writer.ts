@@ -39,6 +39,6 @@ export class WriteBackWriter implements Writer {
 
   async close(deadlineMs: number): Promise<UnflushedWrite[]> {
     const unflushed = await this.queue.close(deadlineMs);
-    return unflushed.map((w) => ({ key: w.key, version: w.version, op: w.op }));
+    return unflushed.map((w) => ({ key: w.key, version: w.version, op: w.op, journaled: w.position !== undefined }));
   }
 }
