@@ -1,19 +1,54 @@
 /**
- * An invalidation bus on Redis pub/sub (ioredis 5). Publishing goes through a normal client;
- * listening needs a connection of its own in subscriber mode. Messages carry the sender's id, so
- * an instance ignores its own. The bus counts as connected only while the subscriber connection
- * is ready and subscribed: when it drops, messages are being lost, and the two-tier cache clears
- * its L1 until it is back.
+ * An invalidation bus on Redis pub/sub (ioredis 5) that lets a writer know when every other
+ * instance has dropped its L1 copy (contract 3 across instances).
+ *
+ * Parts, all under the bus's channel name C:
+ * - C: invalidations `{from, id, key, version}`, one subscriber connection per instance;
+ * - C:to:<instance id>: this instance's own channel, on the same subscriber connection, that
+ *   carries its pings and the acknowledgements of its invalidations;
+ * - C:members: a sorted set of live instances, each scored with its expiry (Redis server time).
+ *
+ * Every `trustWindow / 4` an instance runs one script that renews its membership (expiry: now +
+ * memberTtl, memberTtl >= trustWindow) and publishes a ping on its own channel. An instance
+ * trusts its L1 (`connected`) only until `trustWindow` after it sent the newest ping that came
+ * back, by its monotonic clock. A receiver applies an invalidation, then acknowledges it.
+ * `publish` runs one script that publishes and reads the live members in the same instant, then
+ * waits for the acknowledgement of every member other than itself, or for `trustWindow + margin`
+ * after the script answered, whichever comes first.
+ *
+ * Why a resolved publish leaves no instance serving what it cached before (single Redis server):
+ * let e be when Redis ran the publish. An instance X that acknowledged has applied it. Otherwise:
+ * - X was a member at e: Redis sends every message to one subscriber connection in the order it
+ *   ran them, so a ping that ran after e reaches X after the invalidation, which X has applied.
+ *   If X's newest returned ping ran before e, it was sent before e, so X's trust ends before
+ *   e + trustWindow, by durations measured on X's monotonic clock; the writer waited until later
+ *   than that on its own (the margin covers clock rate differences). No clock sync is needed.
+ * - X was not a member at e: then X did not trust its L1 at e (a returned ping proves
+ *   membership at least trustWindow past its sending). When X trusts again it first empties its
+ *   L1 and drops every L2 read still in flight (the two-tier's epoch), so all it caches later was
+ *   read from L2 after e, and L2 was written before the publish.
+ * A dropped subscriber connection ends trust at once (messages may be lost); trust comes back
+ * with the next ping through the new connection, after the L1 was emptied.
+ *
+ * Costs: a write waits for one round trip of the slowest live instance. An instance that died
+ * without close() stays a member for up to memberTtl, and writes wait trustWindow + margin
+ * meanwhile; close() leaves the set at once. An instance whose pings return late (a blocked event
+ * loop, a slow Redis) loses trust and reads from L2 until they return, never stale data.
+ * Limits: the order argument needs the publisher's scripts and the subscriber on one Redis
+ * server (pub/sub on a Redis Cluster forwards between nodes without that order); a forward jump
+ * of the Redis server's wall clock by more than memberTtl - trustWindow could expire a live
+ * member early. Keep the tier timeout (default 1 s) above trustWindow + margin.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
+import { toMs, type Duration } from '../duration.js';
 import { CachewiseError } from '../errors.js';
 import type { Invalidation, InvalidationBus } from './invalidation-bus.js';
 import type { RedisClient } from './redis-tier.js';
 
 export interface RedisBusOptions {
-  /** Client used to PUBLISH (it may be the tier's client). */
+  /** Client used to PUBLISH and run the bus's scripts (it may be the tier's client). */
   publisher: RedisClient;
   /**
    * A dedicated connection for SUBSCRIBE, or a URL to open one. It must not be used for anything
@@ -22,25 +57,113 @@ export interface RedisBusOptions {
   subscriber?: Redis | string;
   /** The channel; give each cache its own. Default 'cachewise:invalidations'. */
   channel?: string;
+  /**
+   * How long after its last confirmed ping an instance still trusts its L1, and so the longest a
+   * write waits for an instance that does not acknowledge. Pings go every quarter of it. Keep it
+   * below the collections' tierTimeout. Default '400ms'.
+   */
+  trustWindow?: Duration;
 }
 
 export function redisBus(options: RedisBusOptions): InvalidationBus {
   return new RedisBus(options);
 }
 
+/** A script, run by EVALSHA and sent again after NOSCRIPT (a restarted or flushed Redis). */
+interface Script {
+  readonly text: string;
+  readonly sha: string;
+}
+
+function script(text: string): Script {
+  return { text, sha: createHash('sha1').update(text).digest('hex') };
+}
+
+const SERVER_NOW = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
+
+/** KEYS[1] members; ARGV id, memberTtlMs, own channel, ping payload. */
+const HEARTBEAT = script(`${SERVER_NOW}
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+return redis.call('PUBLISH', ARGV[3], ARGV[4])
+`);
+
+/** KEYS[1] members; ARGV channel, payload. Returns the live members when the message went out. */
+const PUBLISH = script(`${SERVER_NOW}
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+`);
+
+const DEFAULT_TRUST_WINDOW_MS = 400;
+/** Pings sent and not yet back that are remembered (older ones are lost anyway). */
+const MAX_PINGS_IN_FLIGHT = 64;
+
+interface PendingPublish {
+  /** Members still to acknowledge; undefined until the publish script answered. */
+  waiting: Set<string> | undefined;
+  /** Acknowledgements that arrived before the script's answer. */
+  readonly early: Set<string>;
+  done(): void;
+}
+
+type ScriptClient = {
+  evalsha(sha: string, numKeys: number, ...args: string[]): Promise<unknown>;
+  eval(text: string, numKeys: number, ...args: string[]): Promise<unknown>;
+  publish(channel: string, message: string): Promise<number>;
+  zrem(key: string, member: string): Promise<number>;
+};
+
 class RedisBus implements InvalidationBus {
   private readonly id = randomBytes(8).toString('base64url');
   private readonly channel: string;
+  private readonly ownChannel: string;
+  private readonly membersKey: string;
+  private readonly publisher: ScriptClient;
   private readonly subscriber: Redis;
   private readonly ownsSubscriber: boolean;
+  private readonly trustWindowMs: number;
+  private readonly memberTtlMs: number;
+  private readonly ackBoundMs: number;
+  /** Subscribed to both channels on the current connection. */
   private ready = false;
+  /** close() began: no new writes, no more heartbeats. */
+  private closing = false;
   private closed = false;
+  /** Monotonic time (performance.now) until which L1 may be trusted. */
+  private trustedUntil = 0;
+  private onState: (connected: boolean) => void = () => undefined;
+  private pingSeq = 0;
+  private readonly pingsSent = new Map<number, number>();
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeatRunning = false;
+  private publishSeq = 0;
+  private readonly pending = new Map<string, PendingPublish>();
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Acknowledgements to send, by the sender they go to, flushed once per turn of the event loop. */
+  private readonly acksToSend = new Map<string, string[]>();
+  private acksScheduled = false;
 
-  constructor(private readonly options: RedisBusOptions) {
-    if (options.publisher === undefined || typeof (options.publisher as { publish?: unknown }).publish !== 'function') {
+  constructor(options: RedisBusOptions) {
+    if (options === null || typeof options !== 'object' || options.publisher === undefined || typeof (options.publisher as { publish?: unknown }).publish !== 'function') {
       throw new CachewiseError('E_INVALID_OPTION', 'redisBus needs a "publisher" ioredis client', 'pass publisher: the Redis client your tier uses');
     }
     this.channel = options.channel ?? 'cachewise:invalidations';
+    if (typeof this.channel !== 'string' || this.channel.length === 0) {
+      throw new CachewiseError('E_INVALID_OPTION', 'redisBus option "channel" must be a non-empty string', 'give each cache its own channel name');
+    }
+    this.ownChannel = `${this.channel}:to:${this.id}`;
+    this.membersKey = `${this.channel}:members`;
+    this.trustWindowMs = toMs(options.trustWindow ?? DEFAULT_TRUST_WINDOW_MS, 'trustWindow');
+    if (this.trustWindowMs < 20) {
+      throw new CachewiseError('E_INVALID_OPTION', `redisBus option "trustWindow" must be at least 20ms, got ${this.trustWindowMs}ms`, "pass a window such as '400ms'");
+    }
+    this.memberTtlMs = Math.max(2_000, 4 * this.trustWindowMs);
+    this.ackBoundMs = this.trustWindowMs + Math.max(50, this.trustWindowMs / 4);
+    this.publisher = options.publisher as unknown as ScriptClient;
     if (typeof options.subscriber === 'string') {
       const require = createRequire(import.meta.url);
       const { Redis: RedisClass } = require('ioredis') as { Redis: new (url: string, options: object) => Redis };
@@ -58,55 +181,202 @@ class RedisBus implements InvalidationBus {
   }
 
   get connected(): boolean {
-    return this.ready;
+    return this.ready && !this.closed && performance.now() < this.trustedUntil;
   }
 
-  async subscribe(onMessage: (message: Invalidation) => void, onState: (connected: boolean) => void): Promise<void> {
-    const setReady = (ready: boolean) => {
-      if (this.ready === ready) return;
-      this.ready = ready;
-      onState(ready);
-    };
+  async subscribe(onMessage: (message: Invalidation) => void | Promise<void>, onState: (connected: boolean) => void): Promise<void> {
+    this.onState = onState;
     this.subscriber.on('message', (channel: string, text: string) => {
-      if (channel !== this.channel) return;
-      const message = parse(text);
-      if (message !== undefined && message.from !== this.id) onMessage({ key: message.key, version: message.version });
+      if (channel === this.channel) this.onInvalidation(text, onMessage);
+      else if (channel === this.ownChannel) this.onOwnMessage(text);
     });
-    for (const event of ['close', 'end', 'reconnecting'] as const) this.subscriber.on(event, () => setReady(false));
+    for (const event of ['close', 'end', 'reconnecting'] as const) this.subscriber.on(event, () => this.dropped());
     // ioredis resubscribes by itself after a reconnect, then emits 'ready'; subscribe again to be sure.
     this.subscriber.on('ready', () => {
       if (this.closed) return;
-      this.subscriber.subscribe(this.channel).then(
-        () => setReady(true),
-        () => setReady(false),
+      this.subscriber.subscribe(this.channel, this.ownChannel).then(
+        () => this.subscribed(),
+        () => this.dropped(),
       );
     });
+    this.scheduleHeartbeat(0);
     if (this.subscriber.status === 'wait') await this.subscriber.connect();
-    await this.subscriber.subscribe(this.channel);
-    setReady(true);
+    await this.subscriber.subscribe(this.channel, this.ownChannel);
+    this.subscribed();
   }
 
   async publish(message: Invalidation): Promise<void> {
-    await this.options.publisher.publish(this.channel, JSON.stringify({ from: this.id, key: message.key, version: message.version ?? null }));
+    if (this.closing) throw new CachewiseError('E_CLOSED', 'the invalidation bus is closed', 'create a new cache');
+    const id = `${this.id}.${++this.publishSeq}`;
+    const payload = JSON.stringify({ from: this.id, id, key: message.key, version: message.version ?? null });
+    let finish!: () => void;
+    const acknowledged = new Promise<void>((resolve) => (finish = resolve));
+    const entry: PendingPublish = {
+      waiting: undefined,
+      early: new Set(),
+      done: () => {
+        this.pending.delete(id);
+        finish();
+      },
+    };
+    this.pending.set(id, entry);
+    const run = (async () => {
+      let members: unknown;
+      try {
+        members = await this.runScript(PUBLISH, [this.membersKey], [this.channel, payload]);
+      } catch (error) {
+        entry.done();
+        throw error;
+      }
+      const waiting = new Set(Array.isArray(members) ? members.filter((m): m is string => typeof m === 'string' && m !== this.id && !entry.early.has(m)) : []);
+      if (waiting.size === 0) return entry.done();
+      entry.waiting = waiting;
+      // The bound runs from the script's answer, which came after Redis sent the message.
+      const timer = setTimeout(() => entry.done(), this.ackBoundMs);
+      await acknowledged;
+      clearTimeout(timer);
+    })();
+    const tracked = run.catch(() => undefined);
+    this.inFlight.add(tracked);
+    void tracked.then(() => this.inFlight.delete(tracked));
+    await run;
   }
 
   async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearTimeout(this.heartbeatTimer);
+    // Writes already sent still wait for their acknowledgements, which come over the subscriber.
+    await Promise.all([...this.inFlight]);
     this.closed = true;
     this.ready = false;
+    this.trustedUntil = 0;
+    this.flushAcks();
+    await this.publisher.zrem(this.membersKey, this.id).catch(() => undefined);
     if (this.ownsSubscriber) {
       this.subscriber.disconnect();
     } else {
-      await this.subscriber.unsubscribe(this.channel).catch(() => undefined);
+      await this.subscriber.unsubscribe(this.channel, this.ownChannel).catch(() => undefined);
+    }
+  }
+
+  private subscribed(): void {
+    if (this.closed) return;
+    this.ready = true;
+    // Trust returns only with a ping sent through this subscription.
+    this.scheduleHeartbeat(0);
+  }
+
+  private dropped(): void {
+    if (!this.ready) return;
+    this.ready = false;
+    this.trustedUntil = 0;
+    this.pingsSent.clear();
+    if (!this.closed) this.onState(false);
+  }
+
+  private onInvalidation(text: string, onMessage: (message: Invalidation) => void | Promise<void>): void {
+    const message = parseInvalidation(text);
+    if (message === undefined || message.from === this.id) return;
+    let applied: void | Promise<void>;
+    try {
+      applied = onMessage({ key: message.key, version: message.version });
+    } catch {
+      return; // not applied: no acknowledgement, so the sender waits out the trust window
+    }
+    if (applied instanceof Promise) applied.then(() => this.acknowledge(message.from, message.id), () => undefined);
+    else this.acknowledge(message.from, message.id);
+  }
+
+  private onOwnMessage(text: string): void {
+    let data: { ping?: unknown; acks?: unknown; from?: unknown };
+    try {
+      data = JSON.parse(text) as typeof data;
+    } catch {
+      return;
+    }
+    if (typeof data.ping === 'number') this.onPing(data.ping);
+    else if (Array.isArray(data.acks) && typeof data.from === 'string') {
+      for (const id of data.acks) {
+        const entry = typeof id === 'string' ? this.pending.get(id) : undefined;
+        if (entry === undefined) continue;
+        if (entry.waiting === undefined) entry.early.add(data.from);
+        else {
+          entry.waiting.delete(data.from);
+          if (entry.waiting.size === 0) entry.done();
+        }
+      }
+    }
+  }
+
+  private onPing(seq: number): void {
+    const sentAt = this.pingsSent.get(seq);
+    if (sentAt === undefined || !this.ready || this.closed) return;
+    for (const s of this.pingsSent.keys()) if (s <= seq) this.pingsSent.delete(s);
+    const was = this.connected;
+    this.trustedUntil = Math.max(this.trustedUntil, sentAt + this.trustWindowMs);
+    if (!was && this.connected) this.onState(true);
+  }
+
+  private acknowledge(to: string, id: string): void {
+    if (this.closed) return;
+    const list = this.acksToSend.get(to);
+    if (list === undefined) this.acksToSend.set(to, [id]);
+    else list.push(id);
+    if (this.acksScheduled) return;
+    this.acksScheduled = true;
+    setImmediate(() => this.flushAcks());
+  }
+
+  private flushAcks(): void {
+    this.acksScheduled = false;
+    for (const [to, ids] of this.acksToSend) {
+      this.publisher.publish(`${this.channel}:to:${to}`, JSON.stringify({ from: this.id, acks: ids })).catch(() => undefined);
+    }
+    this.acksToSend.clear();
+  }
+
+  private scheduleHeartbeat(delayMs: number): void {
+    if (this.closing) return;
+    clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = setTimeout(() => void this.heartbeat(), delayMs);
+    // Open connections keep a program alive, not the heartbeat; close() stops it.
+    this.heartbeatTimer.unref();
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.closing) return;
+    this.scheduleHeartbeat(this.trustWindowMs / 4);
+    if (this.heartbeatRunning) return; // the previous one has not answered: Redis is slow or gone
+    this.heartbeatRunning = true;
+    const seq = ++this.pingSeq;
+    this.pingsSent.set(seq, performance.now());
+    if (this.pingsSent.size > MAX_PINGS_IN_FLIGHT) this.pingsSent.delete(this.pingsSent.keys().next().value!);
+    try {
+      await this.runScript(HEARTBEAT, [this.membersKey], [this.id, String(this.memberTtlMs), this.ownChannel, JSON.stringify({ ping: seq })]);
+    } catch {
+      // no ping comes back; trust runs out by itself
+    } finally {
+      this.heartbeatRunning = false;
+    }
+  }
+
+  private async runScript(s: Script, keys: string[], args: string[]): Promise<unknown> {
+    try {
+      return await this.publisher.evalsha(s.sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.includes('NOSCRIPT')) throw error;
+      return this.publisher.eval(s.text, keys.length, ...keys, ...args);
     }
   }
 }
 
-function parse(text: string): { from: string; key: string; version: number | undefined } | undefined {
+function parseInvalidation(text: string): { from: string; id: string; key: string | null; version: number | undefined } | undefined {
   try {
-    const data = JSON.parse(text) as { from?: unknown; key?: unknown; version?: unknown };
-    if (typeof data.from !== 'string' || typeof data.key !== 'string') return undefined;
+    const data = JSON.parse(text) as { from?: unknown; id?: unknown; key?: unknown; version?: unknown };
+    if (typeof data.from !== 'string' || typeof data.id !== 'string' || (typeof data.key !== 'string' && data.key !== null)) return undefined;
     const version = typeof data.version === 'number' && Number.isSafeInteger(data.version) ? data.version : undefined;
-    return { from: data.from, key: data.key, version };
+    return { from: data.from, id: data.id, key: data.key, version };
   } catch {
     return undefined;
   }

@@ -3,11 +3,20 @@
  * invalidation bus. Every write goes to L2 first (the shared truth of the cache), then to this
  * instance's L1, then to the bus, so every other instance drops its L1 copy of the key.
  *
- * Staleness stays bounded: L1 is trusted only while the bus is connected; when the bus
- * connection drops, L1 is cleared and bypassed until the bus is back (then cleared again, since
- * messages were lost meanwhile). L1 entries also live at most `l1MaxTtl`. A failed L2 write never
- * skips the bus: the invalidation is still published before the error is reported, and the error
- * lets the core quarantine the key (contract 3's "invalidated everywhere reads could see it").
+ * Contract 3 across instances: a write resolves only after the bus's publish resolved, that is
+ * after every other live instance acknowledged that it dropped its L1 copy, or after long enough
+ * that an instance that did not acknowledge no longer trusts its L1 (see redis-bus.ts for the
+ * argument). So once a write-through `set` resolved, a read in any instance finds the new version
+ * in its L1, or goes to L2, which got it before the bus did. L1 is versioned: an L2 read that
+ * started before the write and answers after the invalidation cannot put the old copy back
+ * (the invalidation left a tombstone in L1).
+ *
+ * L1 is read only while the bus says it may be trusted (`bus.connected`). Whenever that changes
+ * (the bus connection dropped, or trust came back after a gap in which messages may have been
+ * lost), L1 is emptied and the epoch moves on: an L2 read begun before does not fill L1. L1
+ * entries also live at most `l1MaxTtl`. A failed L2 write never skips the bus: the invalidation
+ * is published (and waited for) before the error is reported, and the error lets the core
+ * quarantine the key.
  *
  * Leases and fills go to L2, so single-flight holds across instances.
  */
@@ -66,6 +75,7 @@ class TwoTier implements Tier {
         () => this.onBusState(),
       )
       .catch(() => this.onBusState());
+    // Until the bus first confirms delivery, L1 is neither read nor filled.
   }
 
   async get(key: string): Promise<TierEntry | undefined> {
@@ -151,8 +161,10 @@ class TwoTier implements Tier {
   }
 
   async clear(): Promise<void> {
+    this.epoch++;
     await this.l1.clear();
     await this.l2.clear();
+    await this.bus.publish({ key: null, version: undefined });
   }
 
   async close(): Promise<void> {
@@ -179,8 +191,16 @@ class TwoTier implements Tier {
     await this.bus.publish({ key, version }).catch(() => undefined);
   }
 
-  private onInvalidation(message: Invalidation): void {
-    void this.l1.invalidate(message.key, message.version, this.l1MaxTtlMs);
+  /** Applied before the bus acknowledges it to the writer. */
+  private async onInvalidation(message: Invalidation): Promise<void> {
+    if (message.key === null) {
+      this.epoch++;
+      await this.l1.clear();
+      return;
+    }
+    // Without a version, a tombstone would admit an in-flight L2 read of the same version: drop those reads.
+    if (message.version === undefined) this.epoch++;
+    await this.l1.invalidate(message.key, message.version, this.l1MaxTtlMs);
   }
 
   private onBusState(): void {

@@ -1,0 +1,84 @@
+/**
+ * Application instances of a two-tier cache in one test process: each has its own Redis
+ * connections (client and bus subscriber), its own L1 and bus, over an L2 shared under one key
+ * prefix and one bus channel. A group closes everything it opened, so the test process exits.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import type { InvalidationBus } from '../../src/tiers/invalidation-bus.js';
+import { redisBus } from '../../src/tiers/redis-bus.js';
+import { redisTier } from '../../src/tiers/redis-tier.js';
+import type { Tier } from '../../src/tiers/tier.js';
+import { twoTier } from '../../src/tiers/two-tier.js';
+import type { Duration } from '../../src/duration.js';
+
+export interface TwoTierInstance {
+  readonly tier: Tier;
+  readonly bus: InvalidationBus;
+  /** The client of L2 and of the bus's scripts. */
+  readonly client: Redis;
+  /** The bus's subscriber connection. */
+  readonly subscriber: Redis;
+}
+
+export interface InstanceOptions {
+  /** Wrap the L2 (a fault injector). */
+  wrapL2?: (l2: Tier) => Tier;
+  trustWindow?: Duration;
+}
+
+export function redisClient(url: string): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableAutoPipelining: true });
+  client.on('error', () => undefined);
+  return client;
+}
+
+export class TwoTierGroup {
+  private readonly opened: TwoTierInstance[] = [];
+  private readonly clients: Redis[] = [];
+
+  /** `prefix` names the L2 keys and the bus channel (`<prefix>bus`). */
+  constructor(
+    readonly url: string,
+    readonly prefix: string,
+  ) {}
+
+  instance(options: InstanceOptions = {}): TwoTierInstance {
+    const client = this.client();
+    const subscriber = this.client();
+    const l2 = redisTier({ client, prefix: this.prefix });
+    const bus = redisBus({ publisher: client, subscriber, channel: `${this.prefix}bus`, trustWindow: options.trustWindow });
+    const tier = twoTier({ l2: options.wrapL2 ? options.wrapL2(l2) : l2, bus });
+    const instance = { tier, bus, client, subscriber };
+    this.opened.push(instance);
+    return instance;
+  }
+
+  /** A plain client on the same server, closed with the group. */
+  client(): Redis {
+    const client = redisClient(this.url);
+    this.clients.push(client);
+    return client;
+  }
+
+  /** Resolves once every instance's bus trusts its L1. */
+  async ready(instances: readonly TwoTierInstance[] = this.opened, timeoutMs = 10_000): Promise<void> {
+    await waitFor(() => instances.every((i) => i.bus.connected), timeoutMs, 'every bus to confirm delivery');
+  }
+
+  /** Closes every instance (bus, L1, L2) and every connection. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.opened.splice(0).map((i) => i.tier.close()));
+    // disconnect, not quit: quit waits for a server that a fault test may have stopped.
+    for (const c of this.clients.splice(0)) c.disconnect();
+  }
+}
+
+/** Polls `condition` every 10 ms; rejects after `timeoutMs` naming `what`. */
+export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}

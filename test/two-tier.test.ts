@@ -1,0 +1,205 @@
+/**
+ * twoTier over the real Redis: the Tier conformance suite, then what instances sharing an L2 must
+ * see (contract 3 across instances): once a write resolved in one instance, a read in any other
+ * returns that version or newer, at once, without waiting for anything; also when the other's bus
+ * connection was dropped, when it stopped reading its connection (a frozen process), and when the
+ * L2 write failed. Every test closes the instances and connections it opened.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createCache } from '../src/index.js';
+import type { Tier, TierEntry } from '../src/tiers/tier.js';
+import { tierConformance } from './conformance/tier-conformance.js';
+import { FaultyTier } from './helpers/faulty-tier.js';
+import { skipUnlessRedisServer, startRedisServer, type RedisServer } from './helpers/redis-servers.js';
+import { REDIS_URL, skipUnless } from './helpers/servers.js';
+import { tempSqlite } from './helpers/sqlite.js';
+import { redisClient, TwoTierGroup, waitFor, type TwoTierInstance } from './helpers/two-tier-instances.js';
+
+const skip = await skipUnless('redis');
+const runPrefix = `cw-test-2t-${randomBytes(5).toString('hex')}:`;
+let groups = 0;
+
+/** A group of instances on the shared Redis under a prefix of its own. */
+function group(url = REDIS_URL): TwoTierGroup {
+  return new TwoTierGroup(url, `${runPrefix}${++groups}:`);
+}
+
+async function withGroup(run: (g: TwoTierGroup) => Promise<void>, url = REDIS_URL): Promise<void> {
+  const g = group(url);
+  try {
+    await run(g);
+  } finally {
+    await g.close();
+  }
+}
+
+const value = (version: number, v: unknown = version): TierEntry => ({ kind: 'value', version, value: v, freshUntil: Date.now() + 60_000, staleUntil: Date.now() + 60_000 });
+const valueOf = (entry: TierEntry | undefined): unknown => (entry?.kind === 'value' ? entry.value : undefined);
+const l1Of = (i: TwoTierInstance): Tier => (i.tier as unknown as { l1: Tier }).l1;
+
+after(async () => {
+  if (skip) return;
+  const cleaner = redisClient(REDIS_URL);
+  let cursor = '0';
+  do {
+    const [next, keys] = await cleaner.scan(cursor, 'MATCH', `${runPrefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await cleaner.unlink(...keys);
+  } while (cursor !== '0');
+  cleaner.disconnect();
+});
+
+if (skip) {
+  test('twoTier suites need Redis', { skip }, () => undefined);
+} else {
+  tierConformance('twoTier (memory L1 over Redis L2)', async () => {
+    const g = group();
+    const { tier } = g.instance();
+    await g.ready();
+    return {
+      tier,
+      now: () => Date.now(),
+      cleanup: async () => {
+        await tier.clear();
+        await g.close();
+      },
+    };
+  });
+
+  describe('twoTier across instances (contracts 1 and 3)', () => {
+    test('a write resolved in one instance is what the others read next, at once', () =>
+      withGroup(async (g) => {
+        const [a, b, c] = [g.instance(), g.instance(), g.instance()];
+        await g.ready();
+        let version = 0;
+        for (let round = 0; round < 30; round++) {
+          for (const reader of [b, c]) await reader.tier.get('c:k'); // keep the old copy in their L1
+          const writer = [a, b, c][round % 3]!;
+          version++;
+          await writer.tier.set('c:k', value(version, `v${version}`));
+          for (const reader of [a, b, c]) assert.equal(valueOf(await reader.tier.get('c:k')), `v${version}`, `round ${round}`);
+        }
+        assert.equal(valueOf(await l1Of(b).get('c:k')), `v${version}`, 'the readers did keep copies in their L1');
+        await a.tier.invalidate('c:k', version + 1, 60_000);
+        assert.equal((await b.tier.get('c:k'))?.kind, 'tombstone');
+        assert.equal((await c.tier.get('c:k'))?.kind, 'tombstone');
+      }));
+
+    test('an L2 read that started before a write cannot put the old copy into L1 after the invalidation', () =>
+      withGroup(async (g) => {
+        const [a, b] = [g.instance(), g.instance()];
+        await g.ready();
+        await a.tier.set('c:k', value(1, 'one'));
+        // b's read of L2 and a's write race; whatever the order, b ends up serving 'two'.
+        for (let version = 2; version < 40; version++) {
+          const read = b.tier.get('c:k');
+          await a.tier.set('c:k', value(version, `v${version}`));
+          await read;
+          assert.equal(valueOf(await b.tier.get('c:k')), `v${version}`);
+        }
+      }));
+
+    test('a failed L2 write still invalidates the other instances before it is reported', () =>
+      withGroup(async (g) => {
+        let faulty: FaultyTier | undefined;
+        const a = g.instance({ wrapL2: (l2) => (faulty = new FaultyTier(l2)) });
+        const b = g.instance();
+        await g.ready();
+        await a.tier.set('c:k', value(1, 'one'));
+        assert.equal(valueOf(await b.tier.get('c:k')), 'one');
+        assert.equal(valueOf(await l1Of(b).get('c:k')), 'one', "in b's L1");
+        faulty!.failing.add('set');
+        await assert.rejects(a.tier.set('c:k', value(2, 'two')), /injected/);
+        // No wait: the rejection came after b acknowledged.
+        assert.equal((await l1Of(b).get('c:k'))?.kind, 'tombstone');
+      }));
+
+    test('a writer waits for an instance that stops reading its bus connection, until that instance distrusts its L1', () =>
+      withGroup(async (g) => {
+        const [a, b] = [g.instance(), g.instance()];
+        await g.ready();
+        await a.tier.set('c:k', value(1, 'one'));
+        assert.equal(valueOf(await b.tier.get('c:k')), 'one');
+        // b's process stops reading its subscriber connection: no acknowledgement, no ping comes back.
+        b.subscriber.stream.pause();
+        try {
+          await a.tier.set('c:k', value(2, 'two'));
+          assert.equal(valueOf(await b.tier.get('c:k')), 'two', 'b no longer serves its L1 copy of version 1');
+          assert.equal(b.bus.connected, false);
+        } finally {
+          b.subscriber.stream.resume();
+        }
+        await g.ready([b]);
+        assert.equal(await l1Of(b).get('c:k'), undefined, 'L1 emptied when trust came back');
+        assert.equal(valueOf(await b.tier.get('c:k')), 'two');
+      }));
+
+    test('a closed instance leaves the member set, so writers stop waiting for it', () =>
+      withGroup(async (g) => {
+        const [a, b] = [g.instance(), g.instance()];
+        await g.ready();
+        const members = `${g.prefix}bus:members`;
+        assert.equal(await a.client.zcard(members), 2);
+        await b.tier.close();
+        assert.equal(await a.client.zcard(members), 1);
+        await a.tier.set('c:k', value(1, 'one'));
+      }));
+
+    test('caches on twoTier: after a write-through set resolves in one instance, the others read it', async () => {
+      const sqlite = tempSqlite();
+      const g = group();
+      const caches = await Promise.all([0, 1, 2].map(() => createCache({ store: sqlite.store, tier: g.instance().tier })));
+      try {
+        await g.ready();
+        const users = caches.map((cache) => cache.collection<{ n: number }>('users', { write: 'through', read: 'through' }));
+        const articles = caches.map((cache) => cache.collection<{ n: number }>('articles', { write: 'around', read: 'through' }));
+        for (let n = 0; n < 20; n++) {
+          await users[n % 3]!.set('u', { n });
+          await articles[n % 3]!.set('a', { n });
+          for (const reader of [0, 1, 2]) {
+            assert.equal((await users[reader]!.get('u'))?.n, n, `write-through read ${n} in instance ${reader}`);
+            assert.equal((await articles[reader]!.get('a'))?.n, n, `write-around read ${n} in instance ${reader}`);
+          }
+        }
+      } finally {
+        // The caches share one store: close it once, after the tiers.
+        await Promise.allSettled(caches.map((cache) => cache.close()));
+        await g.close();
+        sqlite.cleanup();
+      }
+    });
+  });
+
+  const skipOwned = skipUnlessRedisServer();
+  describe('twoTier when the bus connection drops (own redis-server)', { skip: skipOwned }, () => {
+    const servers: RedisServer[] = [];
+    after(async () => {
+      await Promise.all(servers.map((s) => s.stop()));
+    });
+
+    test('a dropped bus connection empties L1 and bypasses it; no stale read before or after it is back', async () => {
+      const server = await startRedisServer();
+      servers.push(server);
+      await withGroup(async (g) => {
+        const [a, b] = [g.instance(), g.instance()];
+        await g.ready();
+        await a.tier.set('c:k', value(1, 'one'));
+        assert.equal(valueOf(await b.tier.get('c:k')), 'one');
+        assert.equal((await l1Of(b).get('c:k'))?.version, 1);
+        await server.command('CLIENT', 'KILL', 'TYPE', 'pubsub');
+        await waitFor(() => !b.bus.connected, 5_000, "b's bus to see the drop");
+        assert.equal(await l1Of(b).get('c:k'), undefined, 'L1 emptied when the bus dropped');
+        // Messages sent while b's bus is down are lost; b must not serve from L1 meanwhile.
+        await a.tier.set('c:k', value(2, 'two'));
+        assert.equal(valueOf(await b.tier.get('c:k')), 'two');
+        await g.ready();
+        await a.tier.set('c:k', value(3, 'three'));
+        assert.equal(valueOf(await b.tier.get('c:k')), 'three');
+        assert.equal(valueOf(await b.tier.get('c:k')), 'three');
+        assert.equal((await l1Of(b).get('c:k'))?.version, 3, 'L1 in use again once the bus is back');
+      }, server.url);
+    });
+  });
+}
