@@ -5,6 +5,8 @@
  * Real SQLite, real file journal, system clock; faults are injected around them.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { fdatasync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -255,6 +257,50 @@ describe('durable write-back', () => {
         const stored = await row(p, 'events', key);
         assert.equal(stored?.version, version, `${key}: the database holds the newest acknowledged write`);
       }
+    } finally {
+      p.cleanup();
+    }
+  });
+});
+
+describe('shutdown on a signal', () => {
+  const child = fileURLToPath(new URL('./helpers/shutdown-child.ts', import.meta.url));
+
+  function runUntilSignal(dir: string, durability: 'journal' | 'none', signal: NodeJS.Signals) {
+    return new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const proc = spawn(process.execPath, ['--import', 'tsx', child, dir, durability, '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      proc.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      proc.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        if (chunk.includes('ready')) proc.kill(signal);
+      });
+      proc.on('error', reject);
+      proc.on('close', (code) => resolve({ code, stderr }));
+    });
+  }
+
+  test('SIGTERM drains within the deadline, reports what the journal keeps, and the next start flushes it', async () => {
+    const p = place();
+    try {
+      const { code, stderr } = await runUntilSignal(p.dir, 'journal', 'SIGTERM');
+      assert.equal(code, 0, stderr);
+      assert.match(stderr, /closed on SIGTERM; 20 write\(s\) were not in the database: 20 kept in the journal for the next start/);
+      const { cache } = await open(p);
+      const orders = cache.collection('orders', DURABLE);
+      await orders.flush();
+      await cache.close();
+      assert.equal(JSON.parse((await row(p, 'orders', 'o19'))!.json!).i, 19);
+    } finally {
+      p.cleanup();
+    }
+  });
+
+  test("SIGINT with durability 'none' reports the lost writes and exits with code 1", async () => {
+    const p = place();
+    try {
+      const { code, stderr } = await runUntilSignal(p.dir, 'none', 'SIGINT');
+      assert.equal(code, 1, stderr);
+      assert.match(stderr, /closed on SIGINT; 20 write\(s\) were not in the database: 20 lost \(durability 'none'\)/);
     } finally {
       p.cleanup();
     }
