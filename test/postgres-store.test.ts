@@ -198,25 +198,33 @@ if (skip) {
       const schema = freshSchemaName();
       await admin.query(`CREATE SCHEMA "${schema}"; CREATE TABLE "${schema}".y (id int)`);
       try {
+        const evil = `x"; DROP TABLE "${schema}".y; --`;
+        const badSchemas = [evil, '', '1abc', 'a-b', 'ünïcode', 'pg_mine', 's'.repeat(64)];
+        const badPrefixes = [evil, '9x', 'a b', 'p'.repeat(63)];
+        const badCollections = [evil, '', '1abc', 'a-b', 'tab\tle', 'a'.repeat(60), 'ünïcode'];
+        // What these names could have touched: this test's schema, the public schema, and any
+        // schema or table named after one of them. Not the whole catalog: other test processes
+        // create and drop schemas of their own meanwhile.
+        const suspects = [...badSchemas, ...badPrefixes, ...badCollections, ...badCollections.map((c) => `cachewise_${c}`), ...badPrefixes.map((p) => `${p}items`)];
         const snapshot = async () => {
           const { rows } = await admin.query<{ name: string }>(
             "SELECT n.nspname || '.' || coalesce(c.relname, '') AS name FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r' " +
-              "WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' ORDER BY 1",
+              'WHERE n.nspname = ANY($1::text[]) OR n.nspname = ANY($2::text[]) OR c.relname = ANY($2::text[]) ORDER BY 1',
+            [[schema, 'public'], suspects],
           );
           return rows.map((r) => r.name);
         };
         const before = await snapshot();
-        const evil = `x"; DROP TABLE "${schema}".y; --`;
-        for (const bad of [evil, '', '1abc', 'a-b', 'ünïcode', 'pg_mine', 's'.repeat(64)]) {
+        for (const bad of badSchemas) {
           assert.throws(() => postgresStore({ connectionString: DATABASE_URL, schema: bad }), cachewiseError('E_INVALID_OPTION', 'schema'), `schema ${bad}`);
           assert.throws(() => postgresMigrationSql('items', { schema: bad }), cachewiseError('E_INVALID_OPTION', 'schema'));
         }
-        for (const bad of [evil, '9x', 'a b', 'p'.repeat(63)]) {
+        for (const bad of badPrefixes) {
           assert.throws(() => postgresStore({ pool: shared, tablePrefix: bad }), cachewiseError('E_INVALID_OPTION', 'tablePrefix'), `tablePrefix ${bad}`);
         }
         const store = postgresStore({ pool: shared, schema });
         try {
-          for (const bad of [evil, '', '1abc', 'a-b', 'tab\tle', 'a'.repeat(60), 'ünïcode']) {
+          for (const bad of badCollections) {
             await assert.rejects(store.prepare(bad), cachewiseError('E_INVALID_OPTION', 'collection'), `prepare ${JSON.stringify(bad)}`);
             await assert.rejects(store.load(bad, 'k'), cachewiseError('E_INVALID_OPTION'));
             await assert.rejects(store.loadMany(bad, ['k']), cachewiseError('E_INVALID_OPTION'));
