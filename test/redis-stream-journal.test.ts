@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { isCachewiseError, type ErrorCode } from '../src/errors.js';
-import type { Journal, JournalRecord, RecoveryReport } from '../src/journal/journal.js';
+import type { JournalRecord, RecoveryReport } from '../src/journal/journal.js';
 import { redisStreamJournal, type RedisStreamJournalOptions } from '../src/journal/redis-stream-journal.js';
 import { isSharedJournal } from '../src/journal/shared-journal.js';
 import { isReleasedInRedisCrashTest, redisCrashRecord } from './helpers/redis-journal-crash-child.js';
@@ -321,6 +321,15 @@ describe('redis stream journal', { skip }, () => {
         assert.equal(journal.stats().durableRecords, 1);
       } finally {
         await journal.close();
+      }
+    });
+
+    test('a Redis that may evict the stream is refused at open with E_POLICY_REFUSED', { skip: noServer }, async () => {
+      await server!.command('CONFIG', 'SET', 'maxmemory-policy', 'allkeys-lru');
+      try {
+        await rejectsWith(journalOn(newStream(), { consumer: 'a' }, server!.url).open(), 'E_POLICY_REFUSED', /maxmemory-policy allkeys-lru.*noeviction/);
+      } finally {
+        await server!.command('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
       }
     });
 

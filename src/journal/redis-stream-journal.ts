@@ -47,16 +47,14 @@ import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { Duration } from '../duration.js';
 import { toMs } from '../duration.js';
 import { CachewiseError } from '../errors.js';
+import { redisEvictionPolicy, type RedisClient } from '../tiers/redis-tier.js';
 import type { Journal, JournalPosition, JournalRecord, JournalStats, RecoveredRecord, RecoveryReport } from './journal.js';
 import { STREAM_JOURNAL_SCRIPTS, type StreamJournalScript } from './redis-stream-scripts.js';
 import type { SharedJournal } from './shared-journal.js';
-
-/** A client of ioredis 5: a single Redis, or a Cluster. */
-export type StreamJournalClient = Redis | Cluster;
 
 export interface RedisStreamJournalOptions {
   /**
@@ -64,7 +62,7 @@ export interface RedisStreamJournalOptions {
    * `ownsClient`. Give either `client` or `url`. With `wait` or `waitAof`, give the journal a
    * connection of its own (`client.duplicate()`): WAIT blocks the connection while it waits.
    */
-  client?: StreamJournalClient;
+  client?: RedisClient;
   /** `redis://` URL of a single Redis: the journal creates its own client (ioredis must be installed) and quits it on close(). */
   url?: string;
   /** ioredis options for the client created from `url`. */
@@ -131,9 +129,14 @@ const KNOWN_OPTIONS = new Set([
   'client', 'url', 'redisOptions', 'ownsClient', 'stream', 'consumerGroup', 'consumer', 'claimIdle', 'waitAof', 'wait', 'maxBatch', 'maxRecordBytes',
 ]);
 
+/** A journal on a Redis Stream, shared by several instances. */
+export interface RedisStreamJournal extends SharedJournal {
+  stats(): RedisStreamJournalStats;
+}
+
 /** Creates a journal on a Redis Stream; call `open()` before anything else. */
-export function redisStreamJournal(options: RedisStreamJournalOptions): SharedJournal & { stats(): RedisStreamJournalStats } {
-  return new RedisStreamJournal(options);
+export function redisStreamJournal(options: RedisStreamJournalOptions): RedisStreamJournal {
+  return new StreamJournal(options);
 }
 
 /** Unreleased entries of one (collection, key) held by this instance. */
@@ -169,9 +172,9 @@ type RawEntry = [id: string, fields: string[] | null];
 type Phase = 'new' | 'opening' | 'open' | 'closing' | 'closed';
 type ScriptCaller = (key: string, ...args: (string | number)[]) => Promise<unknown>;
 
-class RedisStreamJournal implements SharedJournal {
+class StreamJournal implements RedisStreamJournal {
   readonly claimEveryMs: number;
-  private readonly client: StreamJournalClient;
+  private readonly client: RedisClient;
   private readonly ownsClient: boolean;
   private readonly stream: string;
   private readonly group: string;
@@ -227,6 +230,7 @@ class RedisStreamJournal implements SharedJournal {
     this.phase = 'opening';
     let holding = false;
     try {
+      await this.checkEviction();
       if (this.waitAof !== undefined) await this.checkWaitAof();
       await this.createGroup();
       await this.holdConsumer();
@@ -512,6 +516,18 @@ class RedisStreamJournal implements SharedJournal {
   // -------------------------------------------------------------------------------------------
   // Opening and claiming.
 
+  /** An evicted stream loses acknowledged writes: refused on a server that may evict keys without expiry. */
+  private async checkEviction(): Promise<void> {
+    const policy = await redisEvictionPolicy(this.client);
+    if (!policy.startsWith('allkeys-')) return;
+    throw new CachewiseError(
+      'E_POLICY_REFUSED',
+      `the Redis of journal stream "${this.stream}" runs maxmemory-policy ${policy}, which can evict the stream and lose acknowledged writes`,
+      'run the journal on a Redis with maxmemory-policy noeviction (or a volatile-* policy: the stream has no expiry)',
+      { details: { stream: this.stream, policy } },
+    );
+  }
+
   private async checkWaitAof(): Promise<void> {
     const info = String(await this.client.info('server'));
     const version = /redis_version:(\d+)\.(\d+)/.exec(info);
@@ -752,7 +768,7 @@ function hasHashTag(name: string): boolean {
 // Client and options.
 
 /** Defines the scripts on the client under names unique to their text, and returns the names. */
-function defineScripts(client: StreamJournalClient): Record<StreamJournalScript, string> {
+function defineScripts(client: RedisClient): Record<StreamJournalScript, string> {
   const names = {} as Record<StreamJournalScript, string>;
   for (const [name, lua] of Object.entries(STREAM_JOURNAL_SCRIPTS) as [StreamJournalScript, string][]) {
     const method = `cachewise_journal_${name}_${shortHash(lua)}`;
@@ -789,7 +805,7 @@ function createClient(url: string, redisOptions: RedisOptions | undefined, comma
 }
 
 interface Settings {
-  client: StreamJournalClient | undefined;
+  client: RedisClient | undefined;
   url: string | undefined;
   redisOptions: RedisOptions | undefined;
   ownsClient: boolean;
