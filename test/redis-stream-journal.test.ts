@@ -14,13 +14,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { isCachewiseError, type ErrorCode } from '../src/errors.js';
 import type { JournalRecord, RecoveryReport } from '../src/journal/journal.js';
 import { redisStreamJournal, type RedisStreamJournalOptions } from '../src/journal/redis-stream-journal.js';
 import { isSharedJournal } from '../src/journal/shared-journal.js';
 import { isReleasedInRedisCrashTest, redisCrashRecord } from './helpers/redis-journal-crash-child.js';
-import { startRedisServer, skipUnlessRedisServer, type RedisServer } from './helpers/redis-servers.js';
+import { startRedisCluster, startRedisServer, skipUnlessRedisServer, type RedisServer } from './helpers/redis-servers.js';
 import { REDIS_URL, skipUnless } from './helpers/servers.js';
 
 const skip = await skipUnless('redis');
@@ -365,6 +365,32 @@ describe('redis stream journal', { skip }, () => {
         }
       } finally {
         await replica.stop();
+      }
+    });
+  });
+
+  describe('redis cluster', () => {
+    const noServer = skipUnlessRedisServer();
+
+    test('on a Cluster client: appends, a claim by a second instance, and deletion on release (the keys share one slot)', { skip: noServer, timeout: 30_000 }, async () => {
+      const cluster = await startRedisCluster({ masters: 3 });
+      const client = new Cluster([...cluster.startupNodes], { redisOptions: { maxRetriesPerRequest: 1 } });
+      client.on('error', () => undefined);
+      try {
+        const stream = 'orders:journal'; // no hash tag: the liveness keys take the whole name as theirs
+        const gone = redisStreamJournal({ client, stream, consumer: 'gone', claimIdle: 200 });
+        await gone.open();
+        await Promise.all([gone.append([set('a', 1)]), gone.append([del('b', 2), set('a', 3)])]);
+        await gone.close();
+        const heir = redisStreamJournal({ client, stream, consumer: 'heir', claimIdle: 200 });
+        const report = await heir.open();
+        assert.deepEqual(plain(report.records), [del('b', 2), set('a', 3)]);
+        heir.release(report.records.map((record) => record.position));
+        await heir.close();
+        assert.equal(await client.xlen(stream), 0);
+      } finally {
+        await client.quit().catch(() => client.disconnect());
+        await cluster.stop();
       }
     });
   });
