@@ -41,3 +41,5 @@ export type { InvalidationBus, Invalidation } from './tiers/invalidation-bus.js'
 export type { CircuitBreakerOptions } from './tiers/circuit-breaker.js';
 export { fileJournal, type FileJournalOptions, type JournalIo } from './journal/file-journal.js';
 export type { Journal, JournalRecord, JournalPosition, RecoveredRecord, RecoveryReport, DamagedRange, JournalStats } from './journal/journal.js';
+export { redisStreamJournal, type RedisStreamJournal, type RedisStreamJournalOptions, type RedisStreamJournalStats } from './journal/redis-stream-journal.js';
+export { isSharedJournal, type SharedJournal } from './journal/shared-journal.js';
