@@ -1,5 +1,6 @@
 /**
- * The `cachewise` command line. Commands: `demo` (the seed's write patterns, measured), `help`.
+ * The `cachewise` command line. Commands: `demo` (the seed's write patterns, measured), `bench`
+ * (cachewise beside peer libraries and raw clients, and the seed's claims checked), `help`.
  * Exit codes: 0 success, 1 a check failed or the command crashed, 2 bad usage (an unknown
  * command or flag, or a bad value; the message names it and the usage follows) or a server that
  * does not answer (one line naming its URL and how to start it).
@@ -19,6 +20,11 @@ Commands:
                      combination, and prints the seed's comparison table next to the measured
                      numbers. By default on the embedded parts (memory tier + SQLite file, no
                      server); --redis and --postgres run it on real servers.
+  bench              Benchmarks: cachewise's hit, miss and stampede paths beside raw lru-cache,
+                     raw ioredis, bentocache, cache-manager, cacheable and cachified; each write
+                     pattern and the write-back flush; the seed's claims checked at the injected
+                     and at the database's own latency. Writes bench.html (charts), bench.json
+                     and bench.md to --out. Runs from a clone (it needs the devDependencies).
   help               Shows this help.
 
 Demo options:
@@ -36,15 +42,25 @@ Demo options:
                      cachewise_demo_<random>, dropped afterwards.
   --keep             Keeps the Redis keys and the PostgreSQL schema (names printed on stderr).
 
+Bench options (also --db-latency, --json, --quick, --redis, --postgres, as above):
+  --out <dir>        Where bench.html, bench.json and bench.md go (default ./cachewise-bench).
+  --rounds <n>       Interleaved rounds per comparison (default 5; --quick 3).
+  --round-ms <ms>    Length of one contender's round (default 500 for reads, 1000 for writes).
+  --only <list>      Only these scenarios: memory-hit, miss-load, stampede, redis-hit,
+                     two-tier-hit, writes (comma-separated).
+  With --redis, the Redis-tier and two-tier scenarios run, and the write patterns use the Redis
+  tier; with --postgres, the write patterns and the seed's claims use PostgreSQL.
+
 Options:
   -h, --help         Shows this help.
   -v, --version      Prints the version.
 
-Exit codes: 0 success; 1 a check failed (a stale read, or an acknowledged write lost by
-write-through or write-around); 2 bad usage, or a server that does not answer.
+Exit codes: 0 success; 1 a check failed (demo: a stale read, or an acknowledged write lost by
+write-through or write-around; bench: a scenario failed; a missed target is reported, not
+failed); 2 bad usage, or a server that does not answer.
 `;
 
-const COMMANDS = ['demo', 'help'] as const;
+const COMMANDS = ['demo', 'bench', 'help'] as const;
 
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
@@ -57,9 +73,17 @@ const OPTIONS = {
   redis: { type: 'string' },
   postgres: { type: 'string' },
   keep: { type: 'boolean' },
+  out: { type: 'string' },
+  rounds: { type: 'string' },
+  'round-ms': { type: 'string' },
+  only: { type: 'string' },
 } as const;
 
-const DEMO_FLAGS = new Set(['db-latency', 'json', 'quick', 'dir', 'seed', 'redis', 'postgres', 'keep']);
+/** The flags each command takes (help and version belong to none). */
+const COMMAND_FLAGS: Readonly<Record<string, ReadonlySet<string>>> = {
+  demo: new Set(['db-latency', 'json', 'quick', 'dir', 'seed', 'redis', 'postgres', 'keep']),
+  bench: new Set(['db-latency', 'json', 'quick', 'redis', 'postgres', 'out', 'rounds', 'round-ms', 'only']),
+};
 /** Flags whose value is optional: `--redis`, `--redis <url>`, `--redis=<url>`. */
 const OPTIONAL_VALUE_FLAGS = new Set(['--redis', '--postgres']);
 
@@ -100,6 +124,13 @@ export async function run(args: readonly string[], io: DemoIo = processIo): Prom
     }
     if (!(COMMANDS as readonly string[]).includes(command)) throw new UsageError(`unknown command "${command}"; the commands are ${COMMANDS.join(', ')}`);
     if (positionals.length > 1) throw new UsageError(`"${command}" takes no arguments, got "${positionals.slice(1).join(' ')}"`);
+    if (command === 'bench') {
+      const { benchOptions } = await import('./bench/options.js');
+      const options = benchOptions(values);
+      // Loaded only now: the bench needs the peer libraries, which are devDependencies.
+      const { runBench } = await loadBench();
+      return await runBench(options, packageVersion(), io, `cachewise ${args.join(' ')}`, io === processIo && process.stderr.isTTY === true);
+    }
     return await runDemo(demoOptions(values), packageVersion(), io);
   } catch (error) {
     if (error instanceof UsageError) {
@@ -124,9 +155,13 @@ function parse(args: readonly string[]) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
   const command = parsed.positionals[0];
-  if (command !== 'demo') {
-    const misplaced = Object.keys(parsed.values).find((flag) => DEMO_FLAGS.has(flag));
-    if (misplaced !== undefined && command !== undefined) throw new UsageError(`--${misplaced} is an option of "demo", not of "${command}"`);
+  if (command !== undefined) {
+    const own = COMMAND_FLAGS[command] ?? new Set<string>();
+    const misplaced = Object.keys(parsed.values).find((flag) => flag !== 'help' && flag !== 'version' && !own.has(flag));
+    if (misplaced !== undefined) {
+      const owners = Object.keys(COMMAND_FLAGS).filter((c) => COMMAND_FLAGS[c]!.has(misplaced));
+      throw new UsageError(`--${misplaced} is an option of ${owners.map((c) => `"${c}"`).join(' and ')}, not of "${command}"`);
+    }
   }
   return parsed;
 }
@@ -154,6 +189,17 @@ function withOptionalValues(args: readonly string[]): string[] {
     } else out.push(`${arg}=`);
   }
   return out;
+}
+
+async function loadBench(): Promise<typeof import('./bench/run-bench.js')> {
+  try {
+    return await import('./bench/run-bench.js');
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'ERR_MODULE_NOT_FOUND') throw error;
+    throw new ServerError(
+      `bench needs the development dependencies (peer libraries and hdr-histogram-js), which are not installed (${(error as Error).message.split('\n')[0]}); run it from a clone of the repository after npm ci`,
+    );
+  }
 }
 
 function packageVersion(): string {
