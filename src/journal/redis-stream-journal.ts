@@ -26,7 +26,8 @@
  * version-guarded (contract 1).
  *
  * The liveness key also guards the name: `open` waits up to `2 × claimIdle` for a crashed
- * predecessor's key to expire, and fails with E_INVALID_OPTION if another live instance holds it.
+ * predecessor's key to expire, and fails with E_INVALID_OPTION if another live instance holds it
+ * (its key is refreshed meanwhile, or outlives the wait).
  *
  * Durability. `append` resolves once the records are in Redis, and, with `waitAof`, once WAITAOF
  * reports them in the append-only file of the master (and of `replicas` replicas); with `wait`,
@@ -105,8 +106,16 @@ export interface RedisStreamJournalOptions {
   maxRecordBytes?: number;
 }
 
-/** Counters of the Redis Stream journal. */
+/** Counters of the Redis Stream journal. A stream entry plays the part of a file journal's segment. */
 export interface RedisStreamJournalStats extends JournalStats {
+  /** Round trips that appended (one per group of concurrent appends, with its WAIT/WAITAOF). */
+  readonly syncs: number;
+  /** Bytes of record fields appended. */
+  readonly bytes: number;
+  /** Stream entries this instance holds now: appended, recovered or claimed, not yet released. */
+  readonly segments: number;
+  /** Stream entries deleted (XDEL) because they were released. */
+  readonly segmentsDeleted: number;
   /** Entries claimed from dead consumers (at open and by claimAbandoned). */
   readonly claimed: number;
   /** Entries acknowledged and deleted. */
@@ -556,10 +565,12 @@ class StreamJournal implements RedisStreamJournal {
   /** Takes this consumer's liveness key, waiting for a crashed predecessor's to expire. */
   private async holdConsumer(): Promise<void> {
     const deadline = Date.now() + 2 * this.claimIdleMs;
+    let lastTtl = Number.POSITIVE_INFINITY;
     for (;;) {
       const ttl = Number(await this.runScript('hold', this.aliveKey(), this.token, String(this.claimIdleMs)));
       if (ttl === 0) return;
-      if (ttl < 0 || Date.now() + ttl > deadline) {
+      // A key whose time to live went up was refreshed: its holder is alive.
+      if (ttl < 0 || ttl > lastTtl || Date.now() + ttl > deadline) {
         throw new CachewiseError(
           'E_INVALID_OPTION',
           `consumer "${this.consumer}" of group "${this.group}" on stream "${this.stream}" is held by another live instance`,
@@ -567,6 +578,7 @@ class StreamJournal implements RedisStreamJournal {
           { details: { stream: this.stream, group: this.group, consumer: this.consumer } },
         );
       }
+      lastTtl = ttl;
       await sleep(Math.min(ttl + 5, 250));
     }
   }
