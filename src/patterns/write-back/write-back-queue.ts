@@ -282,7 +282,10 @@ export class WriteBackQueue {
   private enqueue(write: IncomingWrite, version: number, now: number, position: JournalPosition | undefined): PendingWrite {
     const old = this.pending.get(write.key);
     const entry: PendingWrite = {
-      ...write,
+      op: write.op,
+      key: write.key,
+      json: write.json,
+      value: write.value,
       version,
       bytes: sizeOf(write),
       firstDirtyAt: old?.firstDirtyAt ?? now,
@@ -410,6 +413,12 @@ export class WriteBackQueue {
 
   private takeDueBatch(now: number): PendingWrite[] {
     const { maxBatch, maxDelayMs } = this.ctx.policy.flush;
+    if (this.forcing === 0 && !this.closed && this.retriedInPending === 0 && this.pending.size < maxBatch) {
+      // In first-dirty order the first entry is the oldest: if it is not due, and the rest cannot
+      // fill a batch, nothing is due. Keeps accept() O(1) while a batch gathers.
+      const first = this.pending.values().next().value as PendingWrite | undefined;
+      if (first === undefined || first.firstDirtyAt + maxDelayMs > now) return [];
+    }
     let eligible: PendingWrite[] = [];
     for (const w of this.pending.values()) {
       if (w.notBefore > now || this.inflight.has(w.key)) continue;
