@@ -205,6 +205,9 @@ describe('redis stream journal', { skip }, () => {
       assert.throws(() => redisStreamJournal({ url: REDIS_URL, waitAof: { local: 0, timeout: 10 } }), /waitAof/);
       assert.throws(() => redisStreamJournal({ url: REDIS_URL, wait: { replicas: 0, timeout: 10 } }), /wait/);
       assert.throws(() => redisStreamJournal({ url: REDIS_URL, bogus: 1 } as RedisStreamJournalOptions), /no option "bogus"/);
+      const prefixed = new Redis(REDIS_URL, { keyPrefix: 'app:', lazyConnect: true });
+      assert.throws(() => redisStreamJournal({ client: prefixed }), /keyPrefix "app:".*put the prefix in the stream option/);
+      prefixed.disconnect();
     });
   });
 

@@ -841,6 +841,12 @@ function validateOptions(options: RedisStreamJournalOptions): Settings {
   if (client !== undefined && (typeof client !== 'object' || client === null || typeof (client as { defineCommand?: unknown }).defineCommand !== 'function')) {
     throw invalidOption('client', 'client must be an ioredis Redis or Cluster', 'pass new Redis(url) or new Cluster(nodes) from ioredis 5');
   }
+  // ioredis adds keyPrefix to some stream commands and not others (XGROUP), and never to the
+  // liveness keys a script builds: the journal would lose track of its own keys.
+  const keyPrefix = (client as { options?: { keyPrefix?: unknown } } | undefined)?.options?.keyPrefix;
+  if (typeof keyPrefix === 'string' && keyPrefix !== '') {
+    throw invalidOption('client', `the client has keyPrefix "${keyPrefix}", which the journal cannot use`, 'pass a client without keyPrefix and put the prefix in the stream option');
+  }
   if (url !== undefined && (typeof url !== 'string' || !/^rediss?:\/\//.test(url))) throw invalidOption('url', `url must be a redis:// or rediss:// URL, got ${JSON.stringify(url)}`, 'pass a URL such as redis://127.0.0.1:6379');
   const stream = nameOption('stream', options.stream, DEFAULT_STREAM);
   if (stream.includes('{') && !hasHashTag(stream)) throw invalidOption('stream', `stream "${stream}" has a "{" without a hash tag after it`, 'use braces only as a hash tag, like "{orders}:journal", or none');
