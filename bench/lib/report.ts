@@ -91,28 +91,29 @@ export function renderReport(report: BenchReport): string {
   const rows: string[][] = [[...settingNames, 'contender', 'ops/s median', 'min', 'max', 'p50 µs', 'p99 µs']];
   for (const c of report.cases) {
     for (const r of c.contenders) {
-      rows.push([...settingNames.map((n) => String(c.setting[n])), r.name, int(r.median), int(r.min), int(r.max), r.latency.p50Us.toFixed(1), r.latency.p99Us.toFixed(1)]);
+      rows.push([...settingNames.map((n) => String(c.setting[n])), r.name, int(r.median), int(r.min), int(r.max), us(r.latency.p50Us), us(r.latency.p99Us)]);
     }
   }
   out.push(table(rows, settingNames.length + 1));
   out.push('');
   const first = report.cases[0]?.ratios[0];
   if (first) {
-    out.push(`Ratios to ${first.baseline} (median ops/s over median ops/s; target >= ${first.target}x)`);
-    const ratioRows: string[][] = [[...settingNames, 'contender', 'ratio', 'per-round min', 'per-round max', 'target']];
+    out.push('Ratios (median ops/s over the baseline\'s median ops/s, measured in the same rounds)');
+    const ratioRows: string[][] = [[...settingNames, 'contender', 'baseline', 'ratio', 'per-round min', 'per-round max', 'target']];
     for (const c of report.cases) {
       for (const r of c.ratios) {
         ratioRows.push([
           ...settingNames.map((n) => String(c.setting[n])),
           r.subject,
+          r.baseline,
           `${r.value.toFixed(2)}x`,
           `${r.roundMin.toFixed(2)}x`,
           `${r.roundMax.toFixed(2)}x`,
-          r.value >= r.target ? 'met' : 'below',
+          r.target > 0 ? `${r.target}x ${r.value >= r.target ? 'met' : 'below'}` : '-',
         ]);
       }
     }
-    out.push(table(ratioRows, settingNames.length + 1));
+    out.push(table(ratioRows, settingNames.length + 2));
   }
   if (report.notes.length > 0) {
     out.push('');
@@ -131,6 +132,10 @@ function table(rows: readonly string[][], firstNumeric: number): string {
       .join('  ')
       .trimEnd();
   return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+function us(n: number): string {
+  return Number.isNaN(n) ? '-' : n.toFixed(1);
 }
 
 function int(n: number): string {

@@ -1,0 +1,308 @@
+/**
+ * The seed's practice scenario 2: 50,000 orders per second that must not be lost. Durable
+ * write-back (a file journal, fsynced before `set` resolves) against write-back with durability
+ * 'none' and against write-through, at the same concurrency, in one run:
+ *
+ *   1. ingest: acknowledged sets per second of new orders (one key each) into SQLite, contenders
+ *      interleaved in rounds; after each run the contender's queue is flushed, unmeasured, so no
+ *      backlog spills into the next contender's time;
+ *   2. flush: how fast a backlog of queued orders reaches the database (SQLite, and PostgreSQL
+ *      when it answers), against a hand-written batched upsert of the same batch size and
+ *      concurrency (one unnest statement per batch), interleaved;
+ *   3. with --sustain N: durable ingest alone for N seconds, sampling pending writes and memory
+ *      every second, to show that memory stays within the pending bound.
+ *
+ *   node --import tsx bench/scenario-2.ts [--quick] [--json] [--concurrency 256] [--sustain 60] [--postgres auto|on|off]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import type BetterSqlite3 from 'better-sqlite3';
+import type pg from 'pg';
+import { createCache, type Cache } from '../src/cache.js';
+import type { Collection } from '../src/collection.js';
+import { fileJournal } from '../src/journal/file-journal.js';
+import type { CollectionPolicy } from '../src/policy.js';
+import { postgresStore } from '../src/stores/postgres-store.js';
+import { sqliteStore } from '../src/stores/sqlite-store.js';
+import type { Store, StoreWrite } from '../src/stores/store.js';
+import { commonFlags, parseFlags } from './lib/args.js';
+import { machineInfo, printReport, ratiosTo, type CaseResult } from './lib/report.js';
+import { compare, median, type Contender, type ContenderResult } from './lib/runner.js';
+import { clearProgress, main, onCleanup, pgPool, progress, runId } from './lib/services.js';
+
+const flags = parseFlags('node --import tsx bench/scenario-2.ts [flags]\n\nScenario 2: durable write-back of orders, beside write-back without a journal and write-through.', [
+  ...commonFlags({ rounds: 5, roundMs: 2000, warmupMs: 1000, concurrency: [256] }),
+  { name: 'batch', type: 'int', description: 'write-back flush batch size (flush.maxBatch), also the raw upsert batch', default: 500 },
+  { name: 'backlog', type: 'int', description: 'orders queued per flush measurement', default: 50_000 },
+  { name: 'pending', type: 'int', description: 'write-back pending bound (pending.maxEntries)', default: 100_000 },
+  { name: 'sustain', type: 'int', description: 'seconds of sustained durable ingest with memory sampling (0: skip)', default: 0 },
+  { name: 'postgres', type: 'string', description: 'measure the flush into PostgreSQL (DATABASE_URL)', default: 'auto', choices: ['auto', 'on', 'off'] },
+]);
+
+interface Order {
+  readonly id: number;
+  readonly customer: string;
+  readonly items: readonly { readonly sku: string; readonly qty: number }[];
+  readonly total: number;
+}
+
+function order(n: number): Order {
+  return { id: n, customer: `c${n % 9973}`, items: [{ sku: `s${n % 101}`, qty: 1 + (n % 3) }], total: (n % 10_000) / 100 };
+}
+
+const quick = flags.quick === true;
+const rounds = quick ? 3 : (flags.rounds as number);
+const roundMs = quick ? 300 : (flags['round-ms'] as number);
+const warmupMs = quick ? 100 : (flags['warmup-ms'] as number);
+const batch = flags.batch as number;
+const backlog = quick ? 5_000 : (flags.backlog as number);
+const pendingBound = flags.pending as number;
+const writeBack = (durability: 'journal' | 'none'): CollectionPolicy => ({
+  write: 'back',
+  read: 'through',
+  durability,
+  flush: { maxBatch: batch, maxDelay: '100ms', concurrency: 2 },
+  pending: { maxEntries: pendingBound, waitTimeout: '10m' },
+});
+
+await main(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cachewise-scenario-2-'));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  const machine = machineInfo();
+  const notes: string[] = [];
+  const cases: CaseResult[] = [];
+  let place = 0;
+
+  /** A fresh cache on its own SQLite file (and journal), closed at the end. */
+  const open = async (journal: boolean, store?: Store): Promise<Cache> => {
+    const where = join(dir, `c${place++}`);
+    const cache = await createCache({ store: store ?? sqliteStore(`${where}.db`), journal: journal ? fileJournal(`${where}.journal`) : undefined });
+    onCleanup(() => cache.close({ timeout: '30s' }));
+    return cache;
+  };
+
+  // 1. Ingest.
+  const durable = (await open(true)).collection<Order>('orders', writeBack('journal'));
+  const none = (await open(false)).collection<Order>('orders', writeBack('none'));
+  const through = (await open(false)).collection<Order>('orders', { write: 'through', read: 'through' });
+  const ingest: Contender[] = [
+    { name: 'write-back, journal', op: (n) => durable.set(`o${n}`, order(n)), settle: () => durable.flush() },
+    { name: 'write-back, none', op: (n) => none.set(`o${n}`, order(n)), settle: () => none.flush() },
+    { name: 'write-through', op: (n) => through.set(`o${n}`, order(n)) },
+  ];
+  for (const concurrency of flags.concurrency as number[]) {
+    const results = await compare(ingest, { rounds, roundMs, warmupMs, concurrency }, (m) => progress(`ingest, concurrency ${concurrency}: ${m}`));
+    const ratios = [ratiosTo(results, 'write-back, none', 0.5)[0]!, ratiosTo(results, 'write-through', 20)[0]!];
+    cases.push({ setting: { part: 'ingest (SQLite)', concurrency }, contenders: results, ratios });
+    const journaled = results[0]!;
+    notes.push(`durable ingest at concurrency ${concurrency}: ${Math.round(journaled.median).toLocaleString('en-US')} acknowledged writes/s (target >= 50,000): ${journaled.median >= 50_000 ? 'met' : 'below'}`);
+  }
+
+  // 2. Flush.
+  const flushCase = async (label: string, cwStore: () => Store, raw: (rows: number, first: number) => Promise<void>): Promise<void> => {
+    const gate = newGate();
+    const cache = await open(true, gatedStore(cwStore(), gate));
+    const orders = cache.collection<Order>('orders', writeBack('journal'));
+    await orders.flush();
+    let next = 0;
+    const cw = async () => {
+      gate.close();
+      const first = next;
+      next += backlog;
+      for (let i = first; i < first + backlog; i += 1_000) {
+        await orders.setMany(Array.from({ length: Math.min(1_000, first + backlog - i) }, (_, j) => [`o${i + j}`, order(i + j)] as const));
+      }
+      const started = performance.now();
+      gate.open();
+      await orders.flush();
+      return backlog / ((performance.now() - started) / 1000);
+    };
+    const rawRun = async () => {
+      const first = next;
+      next += backlog;
+      const started = performance.now();
+      await raw(backlog, first);
+      return backlog / ((performance.now() - started) / 1000);
+    };
+    const perRound = { cw: [] as number[], raw: [] as number[] };
+    for (let round = 0; round < rounds; round++) {
+      progress(`flush into ${label}: round ${round + 1}/${rounds}`);
+      if (round % 2 === 0) {
+        perRound.cw.push(await cw());
+        perRound.raw.push(await rawRun());
+      } else {
+        perRound.raw.push(await rawRun());
+        perRound.cw.push(await cw());
+      }
+    }
+    const results: ContenderResult[] = [asResult('cachewise flush', perRound.cw, backlog), asResult('raw batched upsert', perRound.raw, backlog)];
+    cases.push({ setting: { part: `flush (${label})`, concurrency: 2 }, contenders: results, ratios: ratiosTo(results, 'raw batched upsert', label === 'PostgreSQL' ? 0.8 : 0) });
+  };
+
+  const sqliteRawFile = join(dir, 'raw.db');
+  const rawSqlite = openRawSqlite(sqliteRawFile);
+  onCleanup(() => rawSqlite.close());
+  await flushCase('SQLite', () => sqliteStore(join(dir, 'flush.db')), async (rows, first) => {
+    for (let i = first; i < first + rows; i += batch) rawSqlite.upsert(rowsOf(i, Math.min(batch, first + rows - i)));
+  });
+
+  const usePostgres = flags.postgres === 'on' || (flags.postgres === 'auto' && (await postgresAnswers()));
+  if (usePostgres) {
+    const schema = `bench_${runId()}`;
+    const admin = pgPool(1, 'bench-admin');
+    onCleanup(() => admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
+    await admin.query(`CREATE SCHEMA "${schema}"`);
+    await admin.query(`CREATE TABLE "${schema}".raw_orders ("key" text COLLATE "C" PRIMARY KEY, "value" text, "version" bigint NOT NULL, "updated_at" timestamptz NOT NULL DEFAULT now())`);
+    const rawPool = pgPool(2, 'bench-raw');
+    const cwPool = pgPool(2, 'bench-cachewise');
+    const upsert =
+      `INSERT INTO "${schema}".raw_orders AS t ("key", "value", "version", "updated_at") ` +
+      'SELECT w."key", w."value", w."version", now() FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w("key", "value", "version") ' +
+      'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at" ' +
+      'WHERE t."version" < excluded."version"';
+    await flushCase('PostgreSQL', () => postgresStore({ pool: cwPool, schema }), async (rows, first) => {
+      let nextBatch = first;
+      const end = first + rows;
+      const loop = async () => {
+        while (nextBatch < end) {
+          const start = nextBatch;
+          nextBatch += batch;
+          const part = rowsOf(start, Math.min(batch, end - start));
+          await rawPool.query(upsert, [part.map((r) => r.key), part.map((r) => r.json), part.map((r) => r.version)]);
+        }
+      };
+      await Promise.all([loop(), loop()]);
+    });
+  } else {
+    notes.push('flush into PostgreSQL: skipped (no server answered at DATABASE_URL; --postgres on requires it)');
+  }
+
+  // 3. Sustained durable ingest.
+  const sustain = quick ? 0 : (flags.sustain as number);
+  if (sustain > 0) {
+    const cache = await open(true);
+    const orders = cache.collection<Order>('orders', writeBack('journal'));
+    const concurrency = (flags.concurrency as number[])[0]!;
+    let acked = 0;
+    let stop = false;
+    let next = 0;
+    const samples: { pending: number; rssMb: number; rate: number }[] = [];
+    const loops = Array.from({ length: concurrency }, async () => {
+      while (!stop) {
+        const n = next++;
+        await orders.set(`o${n}`, order(n));
+        acked++;
+      }
+    });
+    for (let s = 1; s <= sustain; s++) {
+      const before = acked;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      samples.push({ pending: orders.stats().pending, rssMb: Math.round(process.memoryUsage().rss / 2 ** 20), rate: acked - before });
+      progress(`sustained durable ingest: ${s}/${sustain} s, ${acked - before} writes/s, pending ${orders.stats().pending}`);
+    }
+    stop = true;
+    await Promise.all(loops);
+    await orders.flush();
+    const maxPending = Math.max(...samples.map((x) => x.pending));
+    const rss = samples.map((x) => x.rssMb);
+    notes.push(
+      `sustained durable ingest for ${sustain} s at concurrency ${concurrency}: median ${Math.round(median(samples.map((x) => x.rate))).toLocaleString('en-US')} writes/s, ` +
+        `max pending ${maxPending} (bound ${pendingBound}), RSS ${Math.min(...rss)}-${Math.max(...rss)} MiB (first ${rss[0]}, last ${rss.at(-1)})`,
+    );
+  }
+  clearProgress();
+
+  notes.push(`flush: ${backlog} orders queued behind a closed gate, then timed from opening it until flush() resolved; batches of ${batch}, 2 in flight; the raw upsert sends the same batches over 2 connections (PostgreSQL) or in one transaction each (SQLite)`);
+  notes.push('ingest ratios: durable against durability none (target >= 0.5x), durable against write-through (target >= 20x)');
+  printReport(
+    {
+      benchmark: 'scenario-2',
+      title: 'Scenario 2: durable write-back of orders (file journal + SQLite / PostgreSQL)',
+      machine,
+      options: { rounds, roundMs, warmupMs, batch, backlog, pending: pendingBound },
+      cases,
+      notes,
+    },
+    flags.json === true,
+  );
+});
+
+interface Gate {
+  close(): void;
+  open(): void;
+  pass(): Promise<void>;
+}
+
+/** Holds store writes while closed, so a backlog can build up and then be timed as it drains. */
+function newGate(): Gate {
+  const waiting: (() => void)[] = [];
+  let shut = false;
+  return {
+    close: () => {
+      shut = true;
+    },
+    open: () => {
+      shut = false;
+      for (const wake of waiting.splice(0)) wake();
+    },
+    pass: () => (shut ? new Promise((resolve) => waiting.push(resolve)) : Promise.resolve()),
+  };
+}
+
+function gatedStore(inner: Store, gate: Gate): Store {
+  return {
+    kind: inner.kind,
+    versioned: inner.versioned,
+    prepare: (collection) => inner.prepare(collection),
+    load: (collection, key) => inner.load(collection, key),
+    loadMany: (collection, keys) => inner.loadMany(collection, keys),
+    maxVersion: inner.maxVersion?.bind(inner),
+    async write(collection, writes: readonly StoreWrite[]) {
+      await gate.pass();
+      return inner.write(collection, writes);
+    },
+    close: () => inner.close(),
+  };
+}
+
+function rowsOf(first: number, count: number): { key: string; json: string; version: number }[] {
+  return Array.from({ length: count }, (_, i) => ({ key: `o${first + i}`, json: JSON.stringify(order(first + i)), version: first + i + 1 }));
+}
+
+function openRawSqlite(file: string): { upsert(rows: readonly { key: string; json: string; version: number }[]): void; close(): void } {
+  const Driver = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+  const db = new Driver(file);
+  db.pragma('journal_mode = WAL');
+  db.exec('CREATE TABLE raw_orders ("key" TEXT PRIMARY KEY, "value" TEXT, "version" INTEGER NOT NULL)');
+  const statement = db.prepare(
+    'INSERT INTO raw_orders ("key", "value", "version") VALUES (?, ?, ?) ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value", "version" = excluded."version" WHERE raw_orders."version" < excluded."version"',
+  );
+  const upsert = db.transaction((rows: readonly { key: string; json: string; version: number }[]) => {
+    for (const row of rows) statement.run(row.key, row.json, row.version);
+  });
+  return { upsert: (rows) => upsert(rows), close: () => db.close() };
+}
+
+function asResult(name: string, perRound: number[], ops: number): ContenderResult {
+  return {
+    name,
+    perRound,
+    median: median(perRound),
+    min: Math.min(...perRound),
+    max: Math.max(...perRound),
+    ops: ops * perRound.length,
+    latency: { p50Us: Number.NaN, p99Us: Number.NaN, maxUs: Number.NaN },
+  };
+}
+
+async function postgresAnswers(): Promise<boolean> {
+  const pool: pg.Pool = pgPool(1, 'bench-probe');
+  try {
+    await pool.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  }
+}
