@@ -276,6 +276,27 @@ describe('redis stream journal', { skip }, () => {
       assert.deepEqual(plain((await recover(stream, 'survivor')).records), [set('c', 3)]);
     });
 
+    test('the writes a live instance holds longer than claimIdle (a database outage) stay its own', { timeout: 20_000 }, async () => {
+      const stream = newStream();
+      const slow = journalOn(stream, { consumer: 'slow', claimIdle: 1500 });
+      await slow.open();
+      const other = journalOn(stream, { consumer: 'other', claimIdle: 60_000 });
+      await other.open();
+      try {
+        const [position] = await slow.append([set('a', 1)]);
+        // Past 2 × claimIdle: the entry is idle that long, its owner keeps heartbeating.
+        await new Promise((resolve) => setTimeout(resolve, 3200));
+        const pending = (await admin.xpending(stream, 'cachewise', '-', '+', 10)) as [string, string, number, number][];
+        assert.ok(pending[0]![2] > 1500, 'the entry is idle longer than claimIdle');
+        assert.deepEqual(await other.claimAbandoned(), []);
+        slow.release([position!]);
+      } finally {
+        await slow.close();
+        await other.close();
+      }
+      assert.equal(await admin.xlen(stream), 0);
+    });
+
     test('entries added to the stream by another writer are delivered, and malformed ones reported and dropped', async () => {
       const stream = newStream();
       const foreign: JournalRecord = { collection: 'events', op: 'set', key: 'foreign', version: 7, json: '{"x":1}' };
@@ -429,36 +450,61 @@ describe('redis stream journal', { skip }, () => {
       });
     }
 
-    test('a process killed with SIGKILL loses no acknowledged write: its successor under the same name recovers them', { timeout: 30_000 }, async () => {
-      const stream = newStream();
-      const acked = await runAndKill(stream, 3000);
-      assert.ok(acked.length >= 3000);
+    /** Asserts that `records` hold every acknowledged write whose release was not asked for, and only appended writes. */
+    function assertRecovered(acked: readonly number[], records: RecoveryReport['records']): void {
       // Per key, the newest acknowledged version, and whether its release was asked for.
       const newest = new Map<string, { version: number; released: boolean }>();
       for (const version of acked) {
         const { key } = redisCrashRecord(version);
         if ((newest.get(key)?.version ?? -1) < version) newest.set(key, { version, released: isReleasedInRedisCrashTest(version) });
       }
+      const recovered = new Map(records.map((record) => [record.key, record]));
+      for (const record of records) assert.deepEqual(plain([record]), [redisCrashRecord(record.version)], 'a recovered record is what was appended');
+      let mustRecover = 0;
+      for (const [key, { version, released }] of newest) {
+        if (released) continue; // its release may or may not have reached Redis
+        mustRecover++;
+        const found = recovered.get(key);
+        assert.ok(found !== undefined && found.version >= version, `key ${key}: acknowledged version ${version} unreleased, recovered ${found?.version}`);
+      }
+      assert.ok(mustRecover > 0, 'the run left unreleased acknowledged writes to check');
+    }
 
+    test('a process killed with SIGKILL loses no acknowledged write: its successor under the same name recovers them at open', { timeout: 30_000 }, async () => {
+      const stream = newStream();
+      const acked = await runAndKill(stream, 3000);
+      assert.ok(acked.length >= 3000);
       // Same name: open waits for the dead process's liveness key to expire, then reads its pending entries.
       const journal = journalOn(stream, { consumer: 'crasher', claimIdle: 300 });
       const report = await journal.open();
       try {
-        const recovered = new Map(report.records.map((record) => [record.key, record]));
-        for (const record of report.records) assert.deepEqual(plain([record]), [redisCrashRecord(record.version)], 'a recovered record is what was appended');
-        let mustRecover = 0;
-        for (const [key, { version, released }] of newest) {
-          if (released) continue; // its release may or may not have reached Redis
-          mustRecover++;
-          const found = recovered.get(key);
-          assert.ok(found !== undefined && found.version >= version, `key ${key}: acknowledged version ${version} unreleased, recovered ${found?.version}`);
-        }
-        assert.ok(mustRecover > 0, 'the run left unreleased acknowledged writes to check');
+        assertRecovered(acked, report.records);
         journal.release(report.records.map((record) => record.position));
       } finally {
         await journal.close();
       }
       assert.deepEqual((await recover(stream, 'crasher')).records, [], 'a second replay finds nothing once released');
+      assert.equal(await admin.xlen(stream), 0);
+    });
+
+    test('a process killed with SIGKILL loses no acknowledged write: a running instance claims them once it is found dead', { timeout: 30_000 }, async () => {
+      const stream = newStream();
+      const survivor = journalOn(stream, { consumer: 'survivor', claimIdle: 60_000 });
+      await survivor.open();
+      try {
+        const acked = await runAndKill(stream, 3000);
+        const claimed = await waitFor(async () => {
+          const records = await survivor.claimAbandoned();
+          return records.length > 0 ? records : undefined;
+        }, 'the dead process is claimed');
+        assertRecovered(acked, claimed);
+        assert.deepEqual(await survivor.claimAbandoned(), [], 'claimed once');
+        survivor.release(claimed.map((record) => record.position));
+      } finally {
+        await survivor.close();
+      }
+      assert.deepEqual((await recover(stream, 'crasher')).records, []);
+      assert.equal(await admin.xlen(stream), 0);
     });
   });
 });
