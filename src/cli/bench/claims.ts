@@ -30,9 +30,12 @@ export function fmtRatio(value: number): string {
   return value >= 100 ? `${Math.round(value)}x` : value >= 10 ? `${value.toFixed(1)}x` : `${value.toFixed(2)}x`;
 }
 
+/** A latency given in µs: "0.42 µs", "13 µs", "1.5 ms", "52 ms". */
 export function fmtMs(us: number): string {
   const ms = us / 1000;
-  return ms >= 100 ? `${Math.round(ms)} ms` : ms >= 1 ? `${ms.toFixed(1)} ms` : `${ms.toFixed(3)} ms`;
+  if (ms >= 100) return `${Math.round(ms)} ms`;
+  if (ms >= 1) return `${ms.toFixed(1)} ms`;
+  return us >= 10 ? `${Math.round(us)} µs` : `${us.toFixed(2)} µs`;
 }
 
 export function checkClaims(runs: readonly LatencyRun[]): ClaimCheck[] {
@@ -86,16 +89,19 @@ export function checkClaims(runs: readonly LatencyRun[]): ClaimCheck[] {
     }
     const rt = run.readStyles.find((r) => r.style.startsWith('read-through'));
     const asides = run.readStyles.filter((r) => r.style.startsWith('cache-aside'));
-    if (rt && asides.length > 0) {
-      const simpler = asides.every((a) => a.appCodeLines > rt.appCodeLines);
+    const byHand = run.readStyles.find((r) => r.style.startsWith('cache-aside by hand'));
+    if (rt && byHand) {
+      // The seed's claim is about the code an application writes around a passive cache (its getArticle).
+      const simpler = byHand.appCodeLines > rt.appCodeLines;
       checks.push({
         claim: 'read-through vs cache-aside',
         seed: SEED_CLAIMS.readThrough,
         dbLatencyMs: at,
         measured:
           `${run.label}: for ${rt.reads} reads of ${rt.distinctKeys} keys (10 callers per key at once), read-through took ${rt.appCodeLines} lines of application code and caused ${rt.loads} loads; ` +
-          asides.map((a) => `${a.style}: ${a.appCodeLines} lines, ${a.loads} loads`).join('; '),
-        verdict: simpler ? 'holds' : 'partly',
+          asides.map((a) => `${a.style}: ${a.appCodeLines} lines, ${a.loads} loads`).join('; ') +
+          '. The seed\'s cache-aside code is longer and loads once per caller; a cache-aside helper with single-flight (getOrLoad) is as short as read-through',
+        verdict: simpler ? 'holds' : 'does not hold',
       });
     }
   }

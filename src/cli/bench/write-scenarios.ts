@@ -144,7 +144,7 @@ export async function writePatterns(ctx: WriteContext): Promise<ScenarioResult> 
       await collection.flush({ timeout: '60s' });
       const s = collection.stats();
       notes.push(
-        `${name}: ${s.writes} writes acknowledged became ${s.storeWrites} database rows in ${s.storeBatches} batches (coalesced per key); ` +
+        `${name}: ${s.writes} writes acknowledged became ${s.storeWrites} database rows in ${s.storeBatches} batches${s.storeWrites < s.writes ? ' (coalesced per key)' : ''}; ` +
           `the final flush took ${Math.round(performance.now() - flushStarted)} ms; backpressure waits ${s.backpressureWaits}, lost ${s.lostWrites}`,
       );
     }
