@@ -249,6 +249,22 @@ describe('redis stream journal', { skip }, () => {
       assert.equal(await admin.xlen(stream), 0, 'everything was released and deleted');
     });
 
+    test('claimAbandoned(limit) takes no more than the queue can hold; the rest come with later calls', async () => {
+      const stream = newStream();
+      await withJournal(stream, { consumer: 'heir', claimIdle: 60_000 }, async (heir) => {
+        await withJournal(stream, { consumer: 'gone' }, async (gone) => {
+          await gone.append([set('a', 1), set('b', 2), set('c', 3), set('d', 4), set('e', 5)]);
+        });
+        const first = await heir.claimAbandoned(2);
+        const rest = await heir.claimAbandoned();
+        assert.deepEqual(plain(first), [set('a', 1), set('b', 2)]);
+        assert.deepEqual(plain(rest), [set('c', 3), set('d', 4), set('e', 5)]);
+        assert.deepEqual(await heir.claimAbandoned(), []);
+        heir.release([...first, ...rest].map((record) => record.position));
+      });
+      assert.equal(await admin.xlen(stream), 0);
+    });
+
     test('an instance that dies (stops heartbeating) has its writes claimed by a live instance after claimIdle', { timeout: 20_000 }, async () => {
       const stream = newStream();
       const doomedClient = new Redis(REDIS_URL, { maxRetriesPerRequest: 0 });

@@ -306,16 +306,24 @@ class StreamJournal implements RedisStreamJournal {
     this.scheduleAcks();
   }
 
-  async claimAbandoned(): Promise<RecoveredRecord[]> {
+  async claimAbandoned(limit = Number.POSITIVE_INFINITY): Promise<RecoveredRecord[]> {
     if (this.phase !== 'open') return [];
-    // One claim at a time; a second caller shares the first's result-less wait.
+    if (!(limit >= 1)) throw invalidOption('limit', `claimAbandoned(limit) needs a limit of at least 1, got ${String(limit)}`, 'pass how many entries the queue can take, or nothing for all');
+    // One claim at a time: a second caller finds nothing left to take meanwhile.
     if (this.claiming !== undefined) {
       await this.claiming.catch(() => undefined);
       return [];
     }
     this.claiming = (async () => {
-      const entries = this.strays.splice(0);
-      entries.push(...(await this.claimDead()));
+      const entries = this.strays.splice(0, Math.min(limit, this.strays.length));
+      try {
+        entries.push(...(await this.claimDead(limit - entries.length)));
+      } catch (error) {
+        this.strays.unshift(...entries);
+        throw error;
+      }
+      // Closed meanwhile: the entries stay pending under this consumer, whose liveness key
+      // close() deletes, so another instance claims them.
       if (this.phase !== 'open') return [];
       return this.adopt(entries).records;
     })();
@@ -637,20 +645,22 @@ class StreamJournal implements RedisStreamJournal {
     }
   }
 
-  /** Claims the pending entries of dead consumers, a bounded number per round trip. */
-  private async claimDead(): Promise<RawEntry[]> {
+  /** Claims up to `limit` pending entries of dead consumers, a bounded number per round trip. */
+  private async claimDead(limit = Number.POSITIVE_INFINITY): Promise<RawEntry[]> {
     const entries: RawEntry[] = [];
-    for (;;) {
+    while (entries.length < limit) {
+      const count = Math.min(READ_COUNT, limit - entries.length);
       let batch: RawEntry[];
       try {
-        batch = (await this.runScript('claim', this.stream, this.group, this.consumer, this.alivePrefix, String(READ_COUNT))) as RawEntry[];
+        batch = (await this.runScript('claim', this.stream, this.group, this.consumer, this.alivePrefix, String(count))) as RawEntry[];
       } catch (error) {
         throw this.storeError('could not claim the entries of dead consumers of', error);
       }
       this.counters.claimed += batch.length;
       entries.push(...batch);
-      if (batch.length < READ_COUNT) return entries;
+      if (batch.length < count) break;
     }
+    return entries;
   }
 
   /**

@@ -13,12 +13,14 @@ import type { Journal, RecoveredRecord } from './journal.js';
 export interface SharedJournal extends Journal {
   /**
    * Takes over the unreleased records of instances that died (stopped heartbeating for the
-   * journal's claim idle time, or closed), and records that no instance owned. Resolves to the
-   * newest record per (collection, key) among them, in append order; the caller replays them
-   * and releases their positions once they are in the database. Resolves to [] when there is
-   * nothing to take, or when the journal is not open.
+   * journal's claim idle time, or closed), and records that no instance owned: at most `limit`
+   * of them (default all), so that a queue near its pending bound takes only what fits; the
+   * rest wait for a later call. Resolves to the newest record per (collection, key) among them,
+   * in append order; the caller replays them and releases their positions once they are in the
+   * database. Resolves to [] when there is nothing to take, or when the journal is not open.
+   * Rejects with E_STORE_FAILED when Redis cannot be reached (nothing is lost: call again later).
    */
-  claimAbandoned(): Promise<RecoveredRecord[]>;
+  claimAbandoned(limit?: number): Promise<RecoveredRecord[]>;
 
   /** How often a live instance should call `claimAbandoned`, in milliseconds. */
   readonly claimEveryMs: number;
