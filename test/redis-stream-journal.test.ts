@@ -11,7 +11,6 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Cluster, Redis } from 'ioredis';
@@ -19,6 +18,7 @@ import { isCachewiseError, type ErrorCode } from '../src/errors.js';
 import type { JournalRecord, RecoveryReport } from '../src/journal/journal.js';
 import { redisStreamJournal, type RedisStreamJournalOptions } from '../src/journal/redis-stream-journal.js';
 import { isSharedJournal } from '../src/journal/shared-journal.js';
+import { runUntilAcksThenKill } from './helpers/kill-after-acks.js';
 import { isReleasedInRedisCrashTest, redisCrashRecord } from './helpers/redis-journal-crash-child.js';
 import { startRedisCluster, startRedisServer, skipUnlessRedisServer, type RedisServer } from './helpers/redis-servers.js';
 import { REDIS_URL, skipUnless } from './helpers/servers.js';
@@ -439,32 +439,8 @@ describe('redis stream journal', { skip }, () => {
 
   describe('crash', () => {
     const child = fileURLToPath(new URL('./helpers/redis-journal-crash-child.ts', import.meta.url));
-    const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--test'));
-
     /** Runs the child until it has acknowledged `acks` writes, kills it, returns the versions it acknowledged. */
-    function runAndKill(stream: string, acks: number): Promise<number[]> {
-      return new Promise((resolve, reject) => {
-        const proc = spawn(process.execPath, [...execArgv, child, REDIS_URL, stream, 'crasher', '300'], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        let err = '';
-        let lines = 0;
-        let killed = false;
-        proc.stdout.on('data', (chunk: Buffer) => {
-          out += chunk.toString('utf8');
-          lines += chunk.toString('utf8').split('\n').length - 1;
-          if (!killed && lines >= acks) {
-            killed = true;
-            proc.kill('SIGKILL');
-          }
-        });
-        proc.stderr.on('data', (chunk: Buffer) => (err += chunk.toString('utf8')));
-        proc.on('error', reject);
-        proc.on('close', (code, signal) => {
-          if (signal !== 'SIGKILL') return reject(new Error(`the child ended by itself (code ${code}): ${err}`));
-          resolve(out.split('\n').slice(0, -1).map(Number)); // only complete lines are acknowledgements
-        });
-      });
-    }
+    const runAndKill = (stream: string, acks: number) => runUntilAcksThenKill(child, [REDIS_URL, stream, 'crasher', '300'], acks);
 
     /** Asserts that `records` hold every acknowledged write whose release was not asked for, and only appended writes. */
     function assertRecovered(acked: readonly number[], records: RecoveryReport['records']): void {

@@ -54,6 +54,8 @@ import { toMs } from '../duration.js';
 import { CachewiseError } from '../errors.js';
 import { redisEvictionPolicy, type RedisClient } from '../tiers/redis-tier.js';
 import type { Journal, JournalPosition, JournalRecord, JournalStats, RecoveredRecord, RecoveryReport } from './journal.js';
+import { NextTurnLoop } from './next-turn-loop.js';
+import { checkRecord } from './record-check.js';
 import { STREAM_JOURNAL_SCRIPTS, type StreamJournalScript } from './redis-stream-scripts.js';
 import type { SharedJournal } from './shared-journal.js';
 
@@ -201,9 +203,9 @@ class StreamJournal implements RedisStreamJournal {
   private phase: Phase = 'new';
   private readonly keys = new Map<string, KeyState>();
   private appends: PendingAppend[] = [];
-  private loop: Promise<void> | undefined;
+  private readonly commits = new NextTurnLoop(() => this.appends.length > 0, () => this.commitLoop());
   private acks: string[] = [];
-  private ackLoop: Promise<void> | undefined;
+  private readonly ackSender = new NextTurnLoop(() => this.acks.length > 0, () => this.sendAcks());
   private heartbeat: NodeJS.Timeout | undefined;
   /** Entries found undelivered by an append, handed out by the next claimAbandoned(). */
   private strays: RawEntry[] = [];
@@ -278,7 +280,7 @@ class StreamJournal implements RedisStreamJournal {
     if (records.length === 0) return Promise.resolve([]);
     return new Promise((resolve, reject) => {
       this.appends.push({ records: records.slice(), args, resolve, reject });
-      this.schedule();
+      this.commits.kick();
     });
   }
 
@@ -303,7 +305,7 @@ class StreamJournal implements RedisStreamJournal {
       state.versions = keepVersions;
       if (keepIds.length === 0 && this.keys.get(state.id) === state) this.keys.delete(state.id);
     }
-    this.scheduleAcks();
+    this.ackSender.kick();
   }
 
   async claimAbandoned(limit = Number.POSITIVE_INFINITY): Promise<RecoveredRecord[]> {
@@ -351,10 +353,8 @@ class StreamJournal implements RedisStreamJournal {
     }
     this.phase = 'closing';
     await this.claiming?.catch(() => undefined);
-    while (this.loop !== undefined || this.ackLoop !== undefined) {
-      await this.loop;
-      await this.ackLoop;
-    }
+    await this.commits.settled();
+    await this.ackSender.settled(); // releases made as the last appends resolved
     this.stopHeartbeat();
     await this.letGo().catch(() => undefined);
     if (this.ownsClient) await this.client.quit().catch(() => this.client.disconnect());
@@ -364,22 +364,17 @@ class StreamJournal implements RedisStreamJournal {
   // -------------------------------------------------------------------------------------------
   // Appending: group commit.
 
-  private schedule(): void {
-    if (this.loop !== undefined || this.appends.length === 0) return;
-    // setImmediate (not a microtask): every append made in the current turn joins the group.
-    this.loop = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.commitLoop())
-      .finally(() => {
-        this.loop = undefined;
-        this.schedule();
-      });
-  }
-
   private async commitLoop(): Promise<void> {
     while (this.appends.length > 0) {
       const appends = this.appends;
       this.appends = [];
-      await this.commit(appends);
+      try {
+        await this.commit(appends);
+      } catch (error) {
+        // Not a reply of Redis (those are handled in commit): a client that cannot build the pipeline.
+        const failure = this.storeError('could not append to', error);
+        for (const append of appends) append.reject(failure);
+      }
     }
   }
 
@@ -486,7 +481,7 @@ class StreamJournal implements RedisStreamJournal {
     if (record.version <= state.released) {
       // Already superseded by a released write of the key: nothing to replay.
       this.acks.push(id);
-      this.scheduleAcks();
+      this.ackSender.kick();
     } else {
       state.ids.push(id);
       state.versions.push(record.version);
@@ -503,16 +498,6 @@ class StreamJournal implements RedisStreamJournal {
 
   // -------------------------------------------------------------------------------------------
   // Releasing: XACK and XDEL, batched, in the background.
-
-  private scheduleAcks(): void {
-    if (this.ackLoop !== undefined || this.acks.length === 0) return;
-    this.ackLoop = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.sendAcks())
-      .finally(() => {
-        this.ackLoop = undefined;
-        this.scheduleAcks();
-      });
-  }
 
   private async sendAcks(): Promise<void> {
     while (this.acks.length > 0) {
@@ -693,7 +678,7 @@ class StreamJournal implements RedisStreamJournal {
       const known = newest.get(state);
       if (known === undefined || decoded.version >= known.record.version) newest.set(state, { record: decoded, id });
     }
-    this.scheduleAcks();
+    this.ackSender.kick();
     const records = [...newest]
       .sort(([, a], [, b]) => compareIds(a.id, b.id))
       .map(([state, { record }]) => ({ ...record, position: new StreamPosition(state, record.version) as unknown as JournalPosition }));
@@ -708,13 +693,8 @@ class StreamJournal implements RedisStreamJournal {
   }
 
   private encode(record: JournalRecord): string[] {
-    if (record === null || typeof record !== 'object') throw recordError('a record must be an object', record);
+    checkRecord(record);
     const { collection, op, key, version, json } = record;
-    if (typeof collection !== 'string' || collection.length === 0) throw recordError('collection must be a non-empty string', record);
-    if (typeof key !== 'string' || key.length === 0) throw recordError('key must be a non-empty string', record);
-    if (op !== 'set' && op !== 'delete') throw recordError("op must be 'set' or 'delete'", record);
-    if (!Number.isSafeInteger(version) || version < 0) throw recordError('version must be a non-negative safe integer', record);
-    if (op === 'set' && typeof json !== 'string') throw recordError("a 'set' record needs its value as JSON text in `json`", record);
     const text = op === 'set' ? json! : '';
     const bytes = Buffer.byteLength(collection) + Buffer.byteLength(key) + Buffer.byteLength(text);
     if (bytes > this.maxRecordBytes) {
@@ -910,9 +890,4 @@ function integerOption(name: string, value: unknown, fallback: number, min: numb
 
 function invalidOption(option: string, message: string, remedy: string, cause?: unknown): CachewiseError {
   return new CachewiseError('E_INVALID_OPTION', message, remedy, { ...(cause === undefined ? {} : { cause }), details: { option } });
-}
-
-function recordError(problem: string, record: unknown): CachewiseError {
-  const key = typeof record === 'object' && record !== null ? (record as { key?: unknown }).key : undefined;
-  return new CachewiseError('E_INVALID_VALUE', `a journal record is malformed: ${problem}`, 'append records of the form { collection, op, key, version, json }', { details: { key } });
 }
