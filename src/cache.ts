@@ -19,6 +19,7 @@ import { breakerOptions, CircuitBreaker, type CircuitBreakerOptions } from './ti
 import { memoryTier } from './tiers/memory-tier.js';
 import { withTimeout } from './util/timeout.js';
 import type { DamagedRange, Journal, JournalStats, RecoveredRecord } from './journal/journal.js';
+import { isSharedJournal } from './journal/shared-journal.js';
 import type { Tier } from './tiers/tier.js';
 import { Once } from './util/once.js';
 import { VersionClock } from './version-clock.js';
@@ -115,6 +116,7 @@ export class Cache {
   /** Records recovered from the journal, per collection, until the collection is declared. */
   private readonly recovered = new Map<string, RecoveredRecord[]>();
   private recoveryReport: JournalRecovery | undefined;
+  private stopClaims: (() => void) | undefined;
   /** @internal Set by createCache for tiers that do I/O. */
   breaker: CircuitBreaker | undefined;
 
@@ -141,6 +143,48 @@ export class Cache {
       collections[record.collection] = (collections[record.collection] ?? 0) + 1;
     }
     this.recoveryReport = { records: report.records.length, collections, waiting: [], tornTail: report.tornTail, corrupt: report.corrupt };
+    if (isSharedJournal(journal)) this.claimEvery(journal.claimEveryMs, () => journal.claimAbandoned());
+  }
+
+  /**
+   * A shared journal: every `ms`, take over the writes of instances that died and replay them
+   * like the ones found at start (a declared collection queues them at once).
+   */
+  private claimEvery(ms: number, claim: () => Promise<RecoveredRecord[]>): void {
+    let running = false;
+    const tick = async () => {
+      if (running || this.closing !== undefined) return;
+      running = true;
+      try {
+        const byCollection = new Map<string, RecoveredRecord[]>();
+        for (const record of await claim()) {
+          this.versions.observe(record.version);
+          let list = byCollection.get(record.collection);
+          if (list === undefined) byCollection.set(record.collection, (list = []));
+          list.push(record);
+        }
+        for (const [name, records] of byCollection) {
+          const collection = this.collections.get(name);
+          if (collection === undefined) {
+            this.recovered.set(name, [...(this.recovered.get(name) ?? []), ...records]);
+            this.events.emit('journal-claimed', { collection: undefined, count: records.length });
+            continue;
+          }
+          // Queued (write-back) or written (other patterns) before the event: a flush() after it covers them.
+          await collection
+            .replayClaimed(records)
+            .then(() => this.events.emit('journal-claimed', { collection: name, count: records.length }))
+            .catch((error: unknown) => this.events.emit('journal-error', { operation: `replay of claimed writes of "${name}"`, error }));
+        }
+      } catch (error) {
+        this.events.emit('journal-error', { operation: 'claimAbandoned', error });
+      } finally {
+        running = false;
+      }
+    };
+    const timer = setInterval(() => void tick(), Math.max(50, ms));
+    timer.unref();
+    this.stopClaims = () => clearInterval(timer);
   }
 
   /** What createCache found in the journal (undefined without a journal). */
@@ -210,6 +254,7 @@ export class Cache {
   }
 
   private async closeNow(timeoutMs: number): Promise<CloseReport> {
+    this.stopClaims?.();
     const drained = await Promise.all(
       [...this.collections.values()].map(async (collection) => {
         const unflushed = await collection.close(timeoutMs);

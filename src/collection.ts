@@ -193,6 +193,12 @@ export class Collection<T> {
     await this.replay?.flush(this.ctx.policy.storeTimeoutMs);
   }
 
+  /** @internal Replays writes taken over from a dead instance, once the collection is prepared. */
+  async replayClaimed(records: readonly RecoveredRecord[]): Promise<void> {
+    await this.preparation.wait();
+    await this.recover(records);
+  }
+
   /** @internal Stops accepting writes and drains within the deadline. */
   async close(deadlineMs: number): Promise<UnflushedWrite[]> {
     this.closed = true;

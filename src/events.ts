@@ -23,6 +23,10 @@ export interface CacheEvents {
   'backpressure': { collection: string; pending: number; pendingBytes: number; rejected: boolean };
   /** Acknowledged write-back writes that will never reach the database (durability 'none'). */
   'writes-lost': { collection: string; count: number; keys: string[] };
+  /** Writes of dead instances taken over from a shared journal, to replay (`collection` undefined: not declared yet). */
+  'journal-claimed': { collection: string | undefined; count: number };
+  /** A journal call made by the cache in the background failed (a claim of dead instances' writes). */
+  'journal-error': { operation: string; error: unknown };
 }
 
 export type CacheEventName = keyof CacheEvents;
