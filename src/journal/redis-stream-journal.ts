@@ -53,7 +53,7 @@ import type { Duration } from '../duration.js';
 import { toMs } from '../duration.js';
 import { CachewiseError } from '../errors.js';
 import { redisEvictionPolicy, type RedisClient } from '../tiers/redis-tier.js';
-import type { Journal, JournalPosition, JournalRecord, JournalStats, RecoveredRecord, RecoveryReport } from './journal.js';
+import type { JournalPosition, JournalRecord, JournalStats, RecoveredRecord, RecoveryReport } from './journal.js';
 import { NextTurnLoop } from './next-turn-loop.js';
 import { checkRecord } from './record-check.js';
 import { STREAM_JOURNAL_SCRIPTS, type StreamJournalScript } from './redis-stream-scripts.js';
@@ -311,6 +311,7 @@ class StreamJournal implements RedisStreamJournal {
   async claimAbandoned(limit = Number.POSITIVE_INFINITY): Promise<RecoveredRecord[]> {
     if (this.phase !== 'open') return [];
     if (!(limit >= 1)) throw invalidOption('limit', `claimAbandoned(limit) needs a limit of at least 1, got ${String(limit)}`, 'pass how many entries the queue can take, or nothing for all');
+    limit = Math.floor(limit);
     // One claim at a time: a second caller finds nothing left to take meanwhile.
     if (this.claiming !== undefined) {
       await this.claiming.catch(() => undefined);
