@@ -201,3 +201,30 @@ describe('bad input gets a typed error and changes nothing (contract 9)', () => 
     for (const code of Object.keys(ErrorCodes)) assert.ok(readme.includes(code), `README documents ${code}`);
   });
 });
+
+describe('value encoding', () => {
+  test('any JSON data encodes exactly as JSON.stringify does, and decodes to an equal frozen copy', async () => {
+    const fc = await import('fast-check');
+    const { normalizeValue } = await import('../src/codec.js');
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const { json, value: copy } = normalizeValue(value);
+        assert.equal(json, JSON.stringify(value));
+        assert.deepEqual(copy, JSON.parse(json));
+        assert.ok(typeof copy !== 'object' || copy === null || Object.isFrozen(copy));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test('undefined properties are left out, Dates become ISO strings, and a null-prototype object is plain data', async () => {
+    const { encodeValue } = await import('../src/codec.js');
+    const bare = Object.assign(Object.create(null) as Record<string, unknown>, { a: 1 });
+    assert.equal(encodeValue({ a: 1, b: undefined, at: new Date(0), bare }), '{"a":1,"at":"1970-01-01T00:00:00.000Z","bare":{"a":1}}');
+    assert.throws(() => encodeValue({ deep: { list: [1, undefined] } }), { code: 'E_INVALID_VALUE', message: /array holds undefined/ });
+    assert.throws(() => encodeValue({ list: [{ n: Number.NaN }] }), { code: 'E_INVALID_VALUE', message: /NaN/ });
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    assert.throws(() => encodeValue(cyclic), { code: 'E_INVALID_VALUE', message: /cycle/ });
+  });
+});
