@@ -29,7 +29,7 @@ import { CachewiseError } from '../errors.js';
 import { errorCode, lockDirectory, type DirectoryLock } from './directory-lock.js';
 import type { DamagedRange, Journal, JournalPosition, JournalRecord, JournalStats, RecoveredRecord, RecoveryReport } from './journal.js';
 import { ReleaseIndex, type KeyEntry } from './release-index.js';
-import { encodeRecord, encodeRelease, FRAME_HEADER_BYTES, scanSegment } from './segment-format.js';
+import { encodeRecord, encodeReleases, FRAME_HEADER_BYTES, scanSegment } from './segment-format.js';
 
 /** The two file operations on the commit path; replaceable to count or fail them. */
 export interface JournalIo {
@@ -95,7 +95,6 @@ interface PendingAppend {
 
 interface PendingMark {
   readonly entry: KeyEntry;
-  readonly frame: Buffer;
 }
 
 type Phase = 'new' | 'opening' | 'open' | 'closing' | 'closed';
@@ -260,9 +259,11 @@ class FileJournal implements Journal {
         bytes += frame.length;
       }
     }
-    for (const mark of marks) {
-      buffers.push(mark.frame);
-      bytes += mark.frame.length;
+    if (marks.length > 0) {
+      // One frame for all of the commit's marks, each at the key's newest release.
+      const frame = encodeReleases(marks.map(({ entry }) => ({ collection: entry.collection, key: entry.key, version: entry.released })));
+      buffers.push(frame);
+      bytes += frame.length;
     }
     try {
       if (bytes > 0) {
@@ -311,7 +312,7 @@ class FileJournal implements Journal {
   }
 
   private queueMark(entry: KeyEntry): void {
-    this.marks.push({ entry, frame: encodeRelease(entry.collection, entry.key, entry.released) });
+    this.marks.push({ entry });
   }
 
   /** Accounts a durable record and returns its position. */

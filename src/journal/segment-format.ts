@@ -10,6 +10,7 @@
  *   ["d", collection, key, version]         a delete
  *   ["r", collection, key, version]         a release mark: every record of this key with a
  *                                           version <= `version` is done (in the database)
+ *   ["R", [[collection, key, version], ...]] the release marks of one commit, in one frame
  *
  * The scanner never throws on bad bytes: a frame that is cut short, has a checksum mismatch or
  * does not decode ends the readable run; it then looks for the next frame that checks out, so
@@ -66,6 +67,11 @@ export function encodeRelease(collection: string, key: string, version: number):
   return frame(JSON.stringify(['r', collection, key, version]));
 }
 
+/** One frame holding many release marks (a commit writes its marks together). */
+export function encodeReleases(marks: readonly { readonly collection: string; readonly key: string; readonly version: number }[]): Buffer {
+  return frame(JSON.stringify(['R', marks.map((m) => [m.collection, m.key, m.version])]));
+}
+
 function frame(payload: string): Buffer {
   const length = Buffer.byteLength(payload);
   const buffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
@@ -99,7 +105,7 @@ export function scanSegment(buffer: Buffer, onEntry: (entry: SegmentEntry, offse
   while (offset < buffer.length) {
     const read = readFrame(buffer, offset);
     if (typeof read !== 'string') {
-      onEntry(read.entry, offset);
+      for (const entry of read.entries) onEntry(entry, offset);
       offset = read.next;
       continue;
     }
@@ -112,7 +118,7 @@ export function scanSegment(buffer: Buffer, onEntry: (entry: SegmentEntry, offse
 }
 
 /** The entry at `offset` and where the next frame starts, or why there is no readable frame. */
-function readFrame(buffer: Buffer, offset: number): { entry: SegmentEntry; next: number } | string {
+function readFrame(buffer: Buffer, offset: number): { entries: readonly SegmentEntry[]; next: number } | string {
   const available = buffer.length - offset;
   if (available < FRAME_HEADER_BYTES) return 'incomplete frame header';
   const length = buffer.readUInt32LE(offset);
@@ -121,9 +127,9 @@ function readFrame(buffer: Buffer, offset: number): { entry: SegmentEntry; next:
   const start = offset + FRAME_HEADER_BYTES;
   const payload = buffer.subarray(start, start + length);
   if (crc32(payload) !== buffer.readUInt32LE(offset + 4)) return 'checksum mismatch';
-  const entry = decodePayload(payload);
-  if (entry === undefined) return 'checksum matches but the record does not decode';
-  return { entry, next: start + length };
+  const entries = decodePayload(payload);
+  if (entries === undefined) return 'checksum matches but the record does not decode';
+  return { entries, next: start + length };
 }
 
 /** Offset of the first frame at or after `from` that reads back, or -1. */
@@ -137,7 +143,7 @@ function findNextFrame(buffer: Buffer, from: number): number {
   return -1;
 }
 
-function decodePayload(payload: Buffer): SegmentEntry | undefined {
+function decodePayload(payload: Buffer): readonly SegmentEntry[] | undefined {
   let parsed: unknown;
   try {
     parsed = JSON.parse(payload.toString('utf8'));
@@ -145,7 +151,24 @@ function decodePayload(payload: Buffer): SegmentEntry | undefined {
     return undefined;
   }
   if (!Array.isArray(parsed)) return undefined;
-  const [tag, collection, key, version, json] = parsed as unknown[];
+  if (parsed[0] === 'R') return parsed.length === 2 && Array.isArray(parsed[1]) ? decodeReleases(parsed[1] as unknown[]) : undefined;
+  const entry = decodeEntry(parsed);
+  return entry === undefined ? undefined : [entry];
+}
+
+function decodeReleases(marks: readonly unknown[]): SegmentEntry[] | undefined {
+  const entries: SegmentEntry[] = [];
+  for (const mark of marks) {
+    if (!Array.isArray(mark) || mark.length !== 3) return undefined;
+    const entry = decodeEntry(['r', ...(mark as unknown[])]);
+    if (entry === undefined) return undefined;
+    entries.push(entry);
+  }
+  return entries;
+}
+
+function decodeEntry(parsed: readonly unknown[]): SegmentEntry | undefined {
+  const [tag, collection, key, version, json] = parsed;
   if (typeof collection !== 'string' || typeof key !== 'string' || typeof version !== 'number') return undefined;
   if (tag === 's' && parsed.length === 5 && typeof json === 'string') {
     return { kind: 'record', record: { collection, op: 'set', key, version, json } };
