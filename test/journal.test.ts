@@ -16,7 +16,7 @@ import * as zlib from 'node:zlib';
 import { isCachewiseError, type ErrorCode } from '../src/errors.js';
 import { fileJournal, type FileJournalOptions, type JournalIo } from '../src/journal/file-journal.js';
 import type { Journal, JournalPosition, JournalRecord, RecoveryReport } from '../src/journal/journal.js';
-import { scanSegment, tableCrc32 } from '../src/journal/segment-format.js';
+import { encodeRelease, encodeReleases, scanSegment, tableCrc32 } from '../src/journal/segment-format.js';
 import { crashRecord, crashRecordJson, isReleasedInCrashTest } from './helpers/journal-crash-child.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -348,6 +348,23 @@ describe('file journal: torn tails and damage', () => {
     const samples = [Buffer.alloc(0), Buffer.from('123456789'), Buffer.from(JSON.stringify(set('k', 1))), Buffer.from([0, 255, 128, 7])];
     for (const sample of samples) assert.equal(tableCrc32(sample), zlib.crc32(sample));
     assert.equal(tableCrc32(Buffer.from('123456789')), 0xcbf43926, 'the CRC-32 check value');
+  });
+
+  test('a frame of many release marks and a single mark read back as the same releases', () => {
+    const marks = [
+      { collection: 'events', key: 'a', version: 3 },
+      { collection: 'orders', key: 'b', version: 9 },
+    ];
+    const seen: unknown[] = [];
+    const scan = scanSegment(Buffer.concat([encodeReleases(marks), encodeRelease('events', 'c', 4)]), (entry, offset) => seen.push({ ...entry, offset }));
+    assert.deepEqual(scan.damaged, []);
+    assert.equal(scan.tail, undefined);
+    const batchBytes = encodeReleases(marks).length;
+    assert.deepEqual(seen, [
+      { kind: 'release', collection: 'events', key: 'a', version: 3, offset: 0 },
+      { kind: 'release', collection: 'orders', key: 'b', version: 9, offset: 0 },
+      { kind: 'release', collection: 'events', key: 'c', version: 4, offset: batchBytes },
+    ]);
   });
 });
 
