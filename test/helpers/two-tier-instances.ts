@@ -28,7 +28,7 @@ export interface InstanceOptions {
 }
 
 export function redisClient(url: string): Redis {
-  const client = new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableAutoPipelining: true });
+  const client = new Redis(url, { maxRetriesPerRequest: 0, enableOfflineQueue: false, commandTimeout: 2000, enableAutoPipelining: true });
   client.on('error', () => undefined);
   return client;
 }
