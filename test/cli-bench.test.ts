@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { BenchReport } from '../src/cli/bench/results.js';
+import { run as runInProcess } from '../src/cli/main.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const root = new URL('..', import.meta.url).pathname;
@@ -200,4 +201,24 @@ describe('cachewise bench --quick on the embedded default', () => {
       await browser.close();
     }
   });
+});
+
+describe('cachewise bench: bad usage', () => {
+  for (const [args, message] of [
+    [['bench', '--rounds', '0'], /--rounds must be a whole number from 1 to 1000, got "0"/],
+    [['bench', '--only', 'memory-hit,nothing'], /--only takes a comma-separated list of memory-hit, .*; got "memory-hit,nothing"/],
+    [['bench', '--out', ''], /--out needs a directory path/],
+    [['bench', '--redis', 'ftp://host'], /--redis must be a redis:\/\/ or rediss:\/\/ URL/],
+    [['bench', '--dir', 'x'], /--dir is an option of "demo", not of "bench"/],
+    [['demo', '--out', 'x'], /--out is an option of "bench", not of "demo"/],
+  ] as const) {
+    test(`cachewise ${args.join(' ')} exits 2 before running anything, naming the flag`, async () => {
+      let stdout = '';
+      let stderr = '';
+      const code = await runInProcess(args, { stdout: (text) => void (stdout += text), stderr: (text) => void (stderr += text) });
+      assert.equal(code, 2);
+      assert.match(stderr, message);
+      assert.equal(stdout, '');
+    });
+  }
 });

@@ -147,8 +147,9 @@ export async function missLoad(ctx: ReadContext): Promise<ThroughputScenario> {
 
 interface StampedeContender {
   readonly name: string;
-  /** One caller's read of `key`; `load` is the loader to use (counted by the caller). */
+  /** One caller's read of `key`, loading it on a miss with the scenario's slow loader. */
   readonly read: (key: string) => Promise<unknown>;
+  /** Loads so far. */
   readonly loads: () => number;
   readonly close: () => Promise<unknown>;
 }
