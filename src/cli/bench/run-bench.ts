@@ -82,7 +82,7 @@ export async function runBench(options: BenchOptions, version: string, io: DemoI
   };
   const wants = (group: ScenarioGroup) => options.only === undefined || options.only.includes(group);
   const detail = (message: string) => {
-    if (live) process.stderr.write(`\r\x1b[K      ${message.slice(0, (process.stderr.columns ?? 100) - 8)}`);
+    if (live) process.stderr.write(`\r\x1b[K      ${message.slice(0, Math.max(40, (process.stderr.columns || 100) - 8))}`);
   };
   const endDetail = () => {
     if (live) process.stderr.write('\r\x1b[K');
