@@ -38,14 +38,17 @@ after(async () => {
   const admin = testPool();
   for (const schema of schemas) await dropSchema(admin, schema);
   await admin.end();
-  const cleaner = redisClient(REDIS_URL);
-  let cursor = '0';
-  do {
-    const [next, keys] = await cleaner.scan(cursor, 'MATCH', `${runPrefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await cleaner.unlink(...keys);
-  } while (cursor !== '0');
-  cleaner.disconnect();
+  const cleaner = redisClient(REDIS_URL, { failFast: false });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await cleaner.scan(cursor, 'MATCH', `${runPrefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await cleaner.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    cleaner.disconnect();
+  }
 });
 
 interface Child {

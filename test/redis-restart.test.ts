@@ -67,9 +67,10 @@ async function rig(kind: TierKind, instances: number, wrapStore: (store: Store) 
     clients.push(client);
     return redisTier({ client, prefix: group.prefix });
   };
+  const tiers = Array.from({ length: instances }, tierOf);
+  await group.ready();
   const caches: Cache[] = [];
-  for (let i = 0; i < instances; i++) caches.push(await createCache({ store, tier: tierOf() }));
-  if (kind === 'two') await group.ready();
+  for (const tier of tiers) caches.push(await createCache({ store, tier }));
   const users = caches.map((cache) => cache.collection<Written>('users', { write: 'through', read: 'through', ttl: '1h' }));
   return {
     server,

@@ -41,14 +41,17 @@ const l1Of = (i: TwoTierInstance): Tier => (i.tier as unknown as { l1: Tier }).l
 
 after(async () => {
   if (skip) return;
-  const cleaner = redisClient(REDIS_URL);
-  let cursor = '0';
-  do {
-    const [next, keys] = await cleaner.scan(cursor, 'MATCH', `${runPrefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await cleaner.unlink(...keys);
-  } while (cursor !== '0');
-  cleaner.disconnect();
+  const cleaner = redisClient(REDIS_URL, { failFast: false });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await cleaner.scan(cursor, 'MATCH', `${runPrefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await cleaner.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    cleaner.disconnect();
+  }
 });
 
 if (skip) {

@@ -27,8 +27,19 @@ export interface InstanceOptions {
   trustWindow?: Duration;
 }
 
-export function redisClient(url: string): Redis {
-  const client = new Redis(url, { maxRetriesPerRequest: 0, enableOfflineQueue: false, commandTimeout: 2000, enableAutoPipelining: true });
+/**
+ * A client as an application would give a tier: it fails fast (no offline queue, no retry after a
+ * dropped connection), so that no cache write the core gave up on is delivered late, after a
+ * restart. `failFast: false` for a plain client (clean-up), whose commands wait for the connection.
+ */
+export function redisClient(url: string, options: { failFast?: boolean } = {}): Redis {
+  const failFast = options.failFast ?? true;
+  const client = new Redis(url, {
+    maxRetriesPerRequest: failFast ? 0 : 1,
+    enableOfflineQueue: !failFast,
+    commandTimeout: 2000,
+    enableAutoPipelining: true,
+  });
   client.on('error', () => undefined);
   return client;
 }
@@ -61,9 +72,9 @@ export class TwoTierGroup {
     return client;
   }
 
-  /** Resolves once every instance's bus trusts its L1. */
+  /** Resolves once every client is connected and every instance's bus trusts its L1. */
   async ready(instances: readonly TwoTierInstance[] = this.opened, timeoutMs = 10_000): Promise<void> {
-    await waitFor(() => instances.every((i) => i.bus.connected), timeoutMs, 'every bus to confirm delivery');
+    await waitFor(() => this.clients.every((c) => c.status === 'ready') && instances.every((i) => i.bus.connected), timeoutMs, 'every client and bus to be ready');
   }
 
   /** Closes every instance (bus, L1, L2) and every connection. */
