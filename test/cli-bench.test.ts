@@ -86,6 +86,7 @@ describe('cachewise bench --quick on the embedded default', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cachewise-bench-test-'));
     run = await runCli(['bench', '--quick', '--json', '--out', dir], 120_000);
+    if (run.code !== 0) throw new Error(`cachewise bench --quick exited ${run.code}; stderr:\n${run.stderr}`);
     report = JSON.parse(run.stdout) as BenchReport;
   });
 

@@ -96,7 +96,7 @@ export async function memoryHit(ctx: ReadContext): Promise<ThroughputScenario> {
         ...targetCheck(results, 'cachewise', 'cache-manager', 2, 'memory hit at least 2x cache-manager'),
         ...targetCheck(results, 'cachewise', 'lru-cache (raw)', 1 / 3, 'memory hit within 3x of an awaited raw lru-cache get'),
       ],
-      notes: [`cachewise: ${after.hits - before.hits} hits, ${after.misses - before.misses} misses, ${loads() - loadsBefore} loads during the measurement`],
+      notes: [`cachewise: ${after.hits - before.hits} hits, ${after.misses - before.misses} misses, ${loads() - loadsBefore} loads during the warm-up and the rounds`],
     };
   } finally {
     await closeAll(peers, [cache]);
@@ -248,7 +248,7 @@ export async function redisHit(ctx: ReadContext): Promise<ScenarioResult> {
       contenders: results,
       ratios: ratiosTo(results, 'ioredis (raw)'),
       targets: [],
-      notes: [`cachewise: ${after.hits - before.hits} hits, ${after.misses - before.misses} misses, ${after.tierErrors - before.tierErrors} tier errors during the measurement`],
+      notes: [`cachewise: ${after.hits - before.hits} hits, ${after.misses - before.misses} misses, ${after.tierErrors - before.tierErrors} tier errors during the warm-up and the rounds`],
     };
   } finally {
     await closeAll(peers, [cache]);
@@ -312,7 +312,7 @@ export async function twoTierHit(ctx: ReadContext): Promise<ScenarioResult> {
       ratios: ratiosTo(results, 'lru-cache + ioredis (raw)'),
       targets: [],
       notes: [
-        `cachewise: ${after.hits - before.hits} hits, ${after.misses - before.misses} misses, ${after.tierErrors - before.tierErrors} tier errors during the measurement; ` +
+        `cachewise: ${after.hits - before.hits} hits, ${after.misses - before.misses} misses, ${after.tierErrors - before.tierErrors} tier errors during the warm-up and the rounds; ` +
           `${l2} gets went on to L2 (Redis), ${pct(l2 / Math.max(1, after.hits + after.misses - before.hits - before.misses))} of all`,
       ],
     };
