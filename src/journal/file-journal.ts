@@ -27,6 +27,7 @@ import { mkdir, open as openFile, readdir, readFile, unlink } from 'node:fs/prom
 import { dirname, join } from 'node:path';
 import { CachewiseError } from '../errors.js';
 import { errorCode, lockDirectory, type DirectoryLock } from './directory-lock.js';
+import { checkRecord } from './record-check.js';
 import type { DamagedRange, Journal, JournalPosition, JournalRecord, JournalStats, RecoveredRecord, RecoveryReport } from './journal.js';
 import { ReleaseIndex, type KeyEntry } from './release-index.js';
 import { encodeRecord, encodeReleases, FRAME_HEADER_BYTES, scanSegment } from './segment-format.js';
@@ -323,13 +324,8 @@ class FileJournal implements Journal {
   }
 
   private encode(record: JournalRecord): Buffer {
-    if (record === null || typeof record !== 'object') throw recordError('a record must be an object', record);
-    const { collection, op, key, version, json } = record;
-    if (typeof collection !== 'string' || collection.length === 0) throw recordError('collection must be a non-empty string', record);
-    if (typeof key !== 'string' || key.length === 0) throw recordError('key must be a non-empty string', record);
-    if (op !== 'set' && op !== 'delete') throw recordError("op must be 'set' or 'delete'", record);
-    if (!Number.isSafeInteger(version) || version < 0) throw recordError('version must be a non-negative safe integer', record);
-    if (op === 'set' && typeof json !== 'string') throw recordError("a 'set' record needs its value as JSON text in `json`", record);
+    checkRecord(record);
+    const { collection, key } = record;
     const frame = encodeRecord(record);
     if (frame.length - FRAME_HEADER_BYTES > this.maxRecordBytes) {
       throw new CachewiseError(
@@ -570,11 +566,4 @@ function integerOption(name: string, value: unknown, fallback: number, min: numb
     `pass a whole number in range for ${name}, or leave it out for the default (${fallback})`,
     { details: { option: name, value } },
   );
-}
-
-function recordError(problem: string, record: unknown): CachewiseError {
-  const key = typeof record === 'object' && record !== null ? (record as { key?: unknown }).key : undefined;
-  return new CachewiseError('E_INVALID_VALUE', `a journal record is malformed: ${problem}`, 'append records of the form { collection, op, key, version, json }', {
-    details: { key },
-  });
 }
