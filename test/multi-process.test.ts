@@ -124,7 +124,7 @@ async function runProcesses(t: TestContext, tier: ChildConfig['tier']): Promise<
   const verdicts = checkMerged(histories);
   for (const v of verdicts) {
     const stale = v.violations.filter((x) => x.kind === 'stale').length;
-    t.diagnostic(`${tier} tier, ${v.collection}: ${v.reads} reads checked (${v.readsAfterAWrite} began after a resolved write of their key), ${v.writes} writes, stale=${stale}, other violations=${v.violations.length - stale} (median write ${v.medianWriteMs} ms, read ${v.medianReadMs} ms)`);
+    t.diagnostic(`${tier} tier, ${v.collection}: ${v.reads} reads checked (${v.readsAfterAWrite} began after a resolved write of their key), ${v.writes} writes, stale=${stale}, other violations=${v.violations.length - stale} (median write ${v.medianWriteMs} ms, read ${v.medianReadMs} ms; writes over 400 ms: ${v.slowWrites})`);
   }
   for (const v of verdicts) {
     assert.ok(v.writes > 0 && v.readsAfterAWrite > 0, `${v.collection}: the run did too little to check anything`);

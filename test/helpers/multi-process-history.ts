@@ -58,6 +58,8 @@ export interface CollectionVerdict {
   /** Median durations in ms, for the report. */
   readonly medianWriteMs: number;
   readonly medianReadMs: number;
+  /** Writes that took longer than 400 ms (for twoTier: likely waited out the bus's trust window). */
+  readonly slowWrites: number;
   readonly violations: readonly Violation[];
 }
 
@@ -100,6 +102,7 @@ export function checkMerged(children: readonly ChildHistory[]): CollectionVerdic
       writes: history.writes.length,
       medianWriteMs: median(history.writes.map((w) => (w.respondedAt - w.invokedAt) / 1000)),
       medianReadMs: median(history.reads.map((r) => (r.respondedAt - r.invokedAt) / 1000)),
+      slowWrites: history.writes.filter((w) => w.respondedAt - w.invokedAt > 400_000).length,
       violations,
     };
   });
