@@ -111,11 +111,22 @@ function registerSuites(skipOwned: false | string): void {
     test('kind and capabilities: shared, not in-process, invalidates, evicts unless told otherwise', () => {
       const tier = redisTier({ client: shared(), prefix: nextPrefix() });
       assert.equal(tier.kind, 'redis');
-      assert.deepEqual({ ...tier.capabilities }, { inProcess: false, shared: true, invalidate: true, evicts: true });
+      assert.deepEqual({ ...tier.capabilities }, { inProcess: false, shared: true, invalidate: true, evicts: true, getTimeoutMs: 2000 });
       assert.equal(redisTier({ client: shared(), evicts: false }).capabilities.evicts, false);
     });
 
-    test('an entry lives in the hash <prefix>{key} and its lease in <prefix>{key}:lease', async () => {
+    test("reads are bounded by the client's commandTimeout when it has one (getTimeoutMs), never on a Cluster", async () => {
+      assert.equal(redisTier({ client: connect(REDIS_URL, { commandTimeout: 300 }) }).capabilities.getTimeoutMs, 300);
+      assert.equal(redisTier({ client: connect(REDIS_URL, { commandTimeout: undefined }) }).capabilities.getTimeoutMs, undefined);
+      const url = redisTier({ url: REDIS_URL, prefix: nextPrefix() });
+      assert.equal(url.capabilities.getTimeoutMs, 1000, 'the default of a client made from a url');
+      await url.close();
+      const lazyCluster = new Cluster([{ host: '127.0.0.1', port: 1 }], { lazyConnect: true, redisOptions: { commandTimeout: 300 } });
+      assert.equal(redisTier({ client: lazyCluster }).capabilities.getTimeoutMs, undefined);
+      lazyCluster.disconnect();
+    });
+
+    test('an entry is the string <prefix>{key}: a header line, then the value JSON; its lease is <prefix>{key}:lease', async () => {
       const prefix = nextPrefix();
       const tier = redisTier({ client: shared(), prefix });
       const now = Date.now();
@@ -123,9 +134,9 @@ function registerSuites(skipOwned: false | string): void {
       await tier.invalidate('users:44', 9, 60_000);
       const lease = await tier.lease('users:43', 60_000);
       const redis = shared();
-      assert.equal(await redis.type(`${prefix}{users:42}`), 'hash');
-      assert.deepEqual(await redis.hgetall(`${prefix}{users:42}`), { k: 'value', v: '3', d: '{"name":"Ada"}', f: String(now + 1000), s: String(now + 60_000) });
-      assert.deepEqual(Object.keys(await redis.hgetall(`${prefix}{users:44}`)).sort(), ['f', 'k', 's', 'v'], 'a tombstone has no value field');
+      assert.equal(await redis.type(`${prefix}{users:42}`), 'string');
+      assert.equal(await redis.get(`${prefix}{users:42}`), `value 3 ${now + 1000} ${now + 60_000}\n{"name":"Ada"}`);
+      assert.match((await redis.get(`${prefix}{users:44}`))!, /^tombstone 9 \d+ \d+\n$/, 'a tombstone has no value');
       assert.equal(await redis.get(`${prefix}{users:43}:lease`), lease.token);
     });
 
@@ -162,8 +173,9 @@ function registerSuites(skipOwned: false | string): void {
       const tier = redisTier({ client: shared(), prefix });
       const hostile = JSON.parse('{"__proto__": {"polluted": true}, "list": [{"__proto__": {"deep": 1}}]}') as unknown;
       await tier.set('c:a', value(1, hostile));
-      // The same text written by something else, straight into the hash:
-      await shared().hset(`${prefix}{c:b}`, 'k', 'value', 'v', '1', 'f', String(Date.now() + 60_000), 's', String(Date.now() + 60_000), 'd', '{"__proto__":{"isAdmin":true}}');
+      // The same text written by something else, straight into the entry:
+      const until = Date.now() + 60_000;
+      await shared().set(`${prefix}{c:b}`, `value 1 ${until} ${until}\n{"__proto__":{"isAdmin":true}}`);
       for (const key of ['c:a', 'c:b']) {
         const entry = await tier.get(key);
         assert.equal(entry?.kind, 'value');
@@ -181,11 +193,42 @@ function registerSuites(skipOwned: false | string): void {
     test('an unreadable entry under the prefix reads as a miss and the next write replaces it', async () => {
       const prefix = nextPrefix();
       const tier = redisTier({ client: shared(), prefix });
-      await shared().hset(`${prefix}{c:a}`, 'k', 'value', 'v', 'not a number', 'f', '0', 's', '0', 'd', '1');
-      await shared().hset(`${prefix}{c:b}`, 'k', 'value', 'v', '3', 'f', '0', 's', String(Date.now() + 60_000), 'd', '{not json');
-      assert.deepEqual(await tier.getMany(['c:a', 'c:b']), [undefined, undefined]);
-      assert.equal(await tier.set('c:a', value(1, 'fixed')), true);
-      assert.equal(((await tier.get('c:a')) as { value: unknown }).value, 'fixed');
+      const until = String(Date.now() + 60_000);
+      const unreadable = [
+        `value not-a-number 0 ${until}\n1`,
+        `value 3 0 ${until}\n{not json`,
+        `value 3 0 ${until}`, // no header line
+        `value  0 ${until}\n1`, // an empty version
+        `value 3 0\n1`, // a field missing
+        `other 3 0 ${until}\n1`, // an unknown kind
+        '',
+      ];
+      const keys = unreadable.map((_, i) => `c:${i}`);
+      await Promise.all(unreadable.map((text, i) => shared().set(`${prefix}{${keys[i]}}`, text)));
+      assert.deepEqual(await tier.getMany(keys), keys.map(() => undefined));
+      for (const key of keys) {
+        assert.equal(await tier.get(key), undefined, key);
+        assert.equal(await tier.set(key, value(10, 'fixed')), true, `${key}: replaced by a newer write`);
+        assert.equal(((await tier.get(key)) as { value: unknown }).value, 'fixed');
+      }
+    });
+
+    test('an entry of another type (a hash of the earlier layout) reads as a miss, and every script replaces it', async () => {
+      const prefix = nextPrefix();
+      const tier = redisTier({ client: shared(), prefix });
+      const until = String(Date.now() + 60_000);
+      const old = (key: string) => shared().hset(`${prefix}{${key}}`, 'k', 'value', 'v', '5', 'f', until, 's', until, 'd', '"old"');
+      for (const key of ['c:get', 'c:set', 'c:invalidate', 'c:fill', 'c:remove']) await old(key);
+      assert.equal(await tier.get('c:get'), undefined);
+      assert.deepEqual(await tier.getMany(['c:get', 'c:set']), [undefined, undefined]);
+      assert.equal(await tier.set('c:set', value(1, 'new')), true);
+      assert.equal(((await tier.get('c:set')) as { value: unknown }).value, 'new');
+      await tier.invalidate('c:invalidate', 2, 60_000);
+      assert.deepEqual(await tier.get('c:invalidate').then((e) => [e?.kind, e?.version]), ['tombstone', 2]);
+      const lease = await tier.lease('c:fill', 60_000);
+      assert.equal(await tier.fill('c:fill', value(0, 'filled'), lease), true);
+      assert.deepEqual(await tier.get('c:fill').then((e) => [e?.version, (e as { value?: unknown }).value]), [0, 'filled']);
+      assert.equal(await tier.remove('c:remove', 5), false, 'nothing readable to remove');
     });
 
     test('versions up to Number.MAX_SAFE_INTEGER compare and round-trip exactly through the scripts', async () => {

@@ -25,7 +25,10 @@ export class CollectionContext {
   /** Too many keys to track: every read bypasses the tier until the tier is cleared. */
   private quarantinedAll = false;
   private cancelRepair: (() => void) | undefined;
+  /** The timer around a tier call; 0 for none (an in-process tier). */
   private readonly tierTimeoutMs: number;
+  /** The timer around a read; 0 also when the tier bounds its reads itself within tierTimeout. */
+  private readonly readTimeoutMs: number;
 
   constructor(
     readonly name: string,
@@ -39,6 +42,8 @@ export class CollectionContext {
     private readonly breaker: CircuitBreaker | undefined,
   ) {
     this.tierTimeoutMs = tier.capabilities.inProcess ? 0 : policy.tierTimeoutMs;
+    const readBound = tier.capabilities.getTimeoutMs;
+    this.readTimeoutMs = readBound !== undefined && readBound <= this.tierTimeoutMs ? 0 : this.tierTimeoutMs;
   }
 
   /** The tier's key for a collection key. Collection names hold no ':', so this is unambiguous. */
@@ -53,22 +58,48 @@ export class CollectionContext {
   /**
    * Runs a tier call within the tier timeout and through the circuit breaker; failures are
    * counted and reported, then rethrown. An open circuit fails at once.
+   *
+   * Not async, like the two reads below: they are the hot path of a hit, and every async layer
+   * costs a promise and a microtask.
    */
-  async callTier<T>(operation: string, key: string | undefined, call: () => Promise<T>): Promise<T> {
+  callTier<T>(operation: string, key: string | undefined, call: () => Promise<T>, timeoutMs = this.tierTimeoutMs): Promise<T> {
     if (this.breaker !== undefined && !this.breaker.allow()) {
       this.stats.counters.tierErrors++;
-      throw new CachewiseError('E_TIMEOUT', `the cache tier is unavailable (circuit open) for ${operation}`, 'wait: the tier is probed again after a cooldown; reads are served from the database meanwhile');
+      return Promise.reject(
+        new CachewiseError('E_TIMEOUT', `the cache tier is unavailable (circuit open) for ${operation}`, 'wait: the tier is probed again after a cooldown; reads are served from the database meanwhile'),
+      );
     }
+    let pending: Promise<T>;
     try {
-      const result = this.tierTimeoutMs > 0 ? await withTimeout(call(), this.tierTimeoutMs, `cache tier ${operation}`) : await call();
-      this.breaker?.success();
-      return result;
+      pending = call();
     } catch (error) {
-      this.breaker?.failure();
-      this.stats.counters.tierErrors++;
-      this.events.emit('tier-error', { collection: this.name, key, operation, error });
-      throw error;
+      return Promise.reject(this.tierFailed(operation, key, error));
     }
+    if (timeoutMs > 0) pending = withTimeout(pending, timeoutMs, `cache tier ${operation}`);
+    return pending.then(this.tierSucceeded, (error: unknown) => {
+      throw this.tierFailed(operation, key, error);
+    });
+  }
+
+  /** The tier's entry for `key`, within the read timeout (see TierCapabilities.getTimeoutMs). */
+  tierGet(key: string): Promise<TierEntry | undefined> {
+    return this.callTier('get', key, () => this.tier.get(this.tierKey(key)), this.readTimeoutMs);
+  }
+
+  tierGetMany(keys: readonly string[]): Promise<(TierEntry | undefined)[]> {
+    return this.callTier('getMany', undefined, () => this.tier.getMany(keys.map((key) => this.tierKey(key))), this.readTimeoutMs);
+  }
+
+  private readonly tierSucceeded = <T>(result: T): T => {
+    this.breaker?.success();
+    return result;
+  };
+
+  private tierFailed(operation: string, key: string | undefined, error: unknown): unknown {
+    this.breaker?.failure();
+    this.stats.counters.tierErrors++;
+    this.events.emit('tier-error', { collection: this.name, key, operation, error });
+    return error;
   }
 
   /** A value entry, fresh for the TTL less a random jitter. */

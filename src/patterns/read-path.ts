@@ -31,32 +31,40 @@ export class ReadPath {
 
   /** Looks in the write-back buffer and the tier only. */
   cached(key: string): Cached | Promise<Cached> {
+    return (
+      this.cachedInProcess(key) ??
+      this.ctx.tierGet(key).then(
+        (entry) => this.judge(entry),
+        () => this.miss(undefined, true),
+      )
+    );
+  }
+
+  /** Read-through get: the value itself on a hit, a promise of it otherwise. */
+  get(key: string): unknown {
+    const cached = this.cachedInProcess(key);
+    if (cached !== undefined) return this.settle(key, cached);
+    // One callback from the tier's answer to the caller's value: a hit on a remote tier is hot.
+    return this.ctx.tierGet(key).then(
+      (entry) => this.settle(key, this.judge(entry)),
+      () => this.settle(key, this.miss(undefined, true)),
+    );
+  }
+
+  /**
+   * What the cache says without asking a remote tier: the write-back buffer, a quarantined key,
+   * an in-process tier (which answers without a promise). Undefined when the tier must be asked.
+   */
+  private cachedInProcess(key: string): Cached | undefined {
     const pending = this.writeBack?.peek(key);
     if (pending !== undefined) {
       this.ctx.stats.counters.hits++;
       return { state: 'hit', value: pending.value };
     }
     if (this.ctx.isQuarantined(key)) return this.miss(undefined, true);
-    // An in-process tier answers without a promise: a hit then costs no extra await.
     const tier = this.ctx.tier;
     if (tier.getSync !== undefined) return this.judge(tier.getSync(this.ctx.tierKey(key)));
-    return this.cachedAsync(key);
-  }
-
-  private async cachedAsync(key: string): Promise<Cached> {
-    let entry: TierEntry | undefined;
-    try {
-      entry = await this.ctx.callTier('get', key, () => this.ctx.tier.get(this.ctx.tierKey(key)));
-    } catch {
-      return this.miss(undefined, true);
-    }
-    return this.judge(entry);
-  }
-
-  /** Read-through get: the value itself on a hit, a promise of it otherwise. */
-  get(key: string): unknown {
-    const cached = this.cached(key);
-    return cached instanceof Promise ? cached.then((c) => this.settle(key, c)) : this.settle(key, cached);
+    return undefined;
   }
 
   private settle(key: string, cached: Cached): unknown {
@@ -85,7 +93,7 @@ export class ReadPath {
     if (toTier.length === 0) return results;
     let entries: (TierEntry | undefined)[] | undefined;
     try {
-      entries = await this.ctx.callTier('getMany', undefined, () => this.ctx.tier.getMany(toTier.map((i) => this.ctx.tierKey(keys[i]!))));
+      entries = await this.ctx.tierGetMany(toTier.map((i) => keys[i]!));
     } catch {
       entries = undefined;
     }
@@ -205,7 +213,7 @@ export class ReadPath {
       delay = Math.min(delay * 2, 50);
       let entry: TierEntry | undefined;
       try {
-        entry = await this.ctx.callTier('get', key, () => this.ctx.tier.get(this.ctx.tierKey(key)));
+        entry = await this.ctx.tierGet(key);
       } catch {
         return undefined;
       }

@@ -7,36 +7,42 @@
  * sharing one hash tag (`<prefix>{<key>}` and `<prefix>{<key>}:lease`), so they run on a Redis
  * Cluster too.
  *
- * An entry is a hash: k = kind ('value' | 'absent' | 'tombstone'), v = version, d = value as
- * JSON (values only), f = freshUntil, s = staleUntil, all stored as the strings the tier sent.
- * The scripts parse versions only to compare them and never turn a number back into a string
- * (Lua would print 14 significant digits and lose precision); the value JSON is never parsed
- * here at all.
+ * An entry is one string, so that a read is one GET: a header line
+ * `<kind> <version> <freshUntil> <staleUntil>`, then a newline, then the value as JSON (values
+ * only; empty for 'absent' and 'tombstone'). The header fields are the strings the tier sent.
+ * The scripts read only the start of the header (GETRANGE), parse versions only to compare them
+ * and never turn a number back into a string (Lua would print 14 significant digits and lose
+ * precision); the value JSON is never parsed here at all.
  */
 
 /** Helpers shared by the scripts that write an entry. */
 const PRELUDE = `
--- kind and version (as number and as the stored string) of the entry at key; nil when missing
--- or unreadable, which the version rules treat as "nothing cached".
+-- kind and version (as number and as the stored string) of the entry at key; nil when missing,
+-- unreadable, or not a string (a key of another layout), which the version rules treat as
+-- "nothing cached". The header is short: its first 64 bytes hold the kind and the version.
 local function current(key)
-  local cur = redis.call('HMGET', key, 'k', 'v')
-  local version = tonumber(cur[2])
+  local head = redis.pcall('GETRANGE', key, 0, 63)
+  if type(head) ~= 'string' then return nil, nil, nil end
+  local kind, stored = string.match(head, '^(%l+) ([^ ]+) ')
+  local version = tonumber(stored)
   if version == nil then return nil, nil, nil end
-  return cur[1], version, cur[2]
+  return kind, version, stored
 end
 
--- Replaces the entry at key. ttl is in milliseconds: 0 deletes the entry (already past
--- staleUntil), -1 keeps it without expiry (staleUntil is Infinity), otherwise PEXPIRE ttl.
+-- Replaces the entry at key (whatever its type). ttl is in milliseconds: 0 deletes the entry
+-- (already past staleUntil), -1 keeps it without expiry (staleUntil is Infinity), otherwise PX ttl.
 local function store(key, kind, version, json, fresh, stale, ttl)
-  redis.call('DEL', key)
   local ms = tonumber(ttl)
-  if ms == 0 then return end
-  if kind == 'value' then
-    redis.call('HSET', key, 'k', kind, 'v', version, 'f', fresh, 's', stale, 'd', json)
-  else
-    redis.call('HSET', key, 'k', kind, 'v', version, 'f', fresh, 's', stale)
+  if ms == 0 then
+    redis.call('DEL', key)
+    return
   end
-  if ms > 0 then redis.call('PEXPIRE', key, ms) end
+  local entry = kind .. ' ' .. version .. ' ' .. fresh .. ' ' .. stale .. '\\n' .. json
+  if ms > 0 then
+    redis.call('SET', key, entry, 'PX', ms)
+  else
+    redis.call('SET', key, entry)
+  end
 end
 `;
 

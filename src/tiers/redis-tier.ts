@@ -8,14 +8,19 @@
  * random token; concurrent misses in any process share it, and any write or invalidation of the
  * key deletes it, so a fill that raced with a write is refused.
  *
- * Layout: the entry of tier key K is the hash `<prefix>{K}` (fields k kind, v version, d value
- * JSON, f freshUntil, s staleUntil) and its lease the string `<prefix>{K}:lease`; the hash tag
- * puts both in one cluster slot. Every entry expires at its staleUntil (PEXPIRE), computed with
- * the tier's clock; leases expire by the server's clock.
+ * Layout: the entry of tier key K is the string `<prefix>{K}`, a header line
+ * `<kind> <version> <freshUntil> <staleUntil>` and then the value JSON (redis-scripts.ts), so a
+ * read is one GET of one bulk string; its lease is the string `<prefix>{K}:lease`. The hash tag
+ * puts both in one cluster slot. Every entry expires at its staleUntil (PX), computed with the
+ * tier's clock; leases expire by the server's clock.
  *
  * Cached data is never evaluated: values are JSON, parsed by decodeValue (deeply frozen, and a
  * `__proto__` key is a plain own property). An entry this tier cannot read (written by something
- * else under its prefix) reads as a miss, and the version rules treat it as nothing cached.
+ * else under its prefix, or a hash of the layout before this one) reads as a miss, and the
+ * version rules treat it as nothing cached: the next write replaces it.
+ *
+ * Reads carry no timer of their own when the client bounds every command (a single Redis with
+ * `commandTimeout`): `capabilities.getTimeoutMs` tells the core, which then skips its own.
  *
  * ioredis is an optional peer dependency, loaded only when the tier creates its own client from
  * a URL. Unlike the memory tier, close() keeps the cached data: other processes still use it.
@@ -28,7 +33,7 @@ import { decodeValue, encodeValue } from '../codec.js';
 import { CachewiseError } from '../errors.js';
 import { withTimeout } from '../util/timeout.js';
 import { REDIS_SCRIPTS, type RedisScriptName } from './redis-scripts.js';
-import type { Lease, Tier, TierEntry } from './tier.js';
+import type { Lease, Tier, TierCapabilities, TierEntry } from './tier.js';
 
 /** A client of ioredis 5: a single Redis (or Sentinel-managed) connection, or a Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -99,7 +104,7 @@ type Method = (...args: string[]) => Promise<unknown>;
 
 class RedisTier implements Tier {
   readonly kind = 'redis';
-  readonly capabilities: { readonly inProcess: false; readonly shared: true; readonly invalidate: true; readonly evicts: boolean };
+  readonly capabilities: TierCapabilities;
 
   private readonly client: RedisClient;
   private readonly ownsClient: boolean;
@@ -113,7 +118,6 @@ class RedisTier implements Tier {
     const settings = validateOptions(options);
     this.prefix = settings.prefix;
     this.clock = settings.clock;
-    this.capabilities = Object.freeze({ inProcess: false, shared: true, invalidate: true, evicts: settings.evicts } as const);
     if (settings.url !== undefined) {
       this.client = createClient(settings.url, settings.redisOptions);
       this.ownsClient = true;
@@ -121,24 +125,51 @@ class RedisTier implements Tier {
       this.client = settings.client!;
       this.ownsClient = settings.ownsClient;
     }
+    const getTimeoutMs = commandTimeout(this.client);
+    this.capabilities = Object.freeze({
+      inProcess: false,
+      shared: true,
+      invalidate: true,
+      evicts: settings.evicts,
+      ...(getTimeoutMs === undefined ? {} : { getTimeoutMs }),
+    } as const);
     this.scripts = defineScripts(this.client);
   }
 
-  async get(key: string): Promise<TierEntry | undefined> {
-    this.assertOpen();
-    const fields = (await this.call(['hmget', this.entryKey(key), ...ENTRY_FIELDS])) as Fields;
-    return this.decode(fields);
+  // Not async: a hit is on the hot path, and each async layer costs a promise and a microtask.
+  get(key: string): Promise<TierEntry | undefined> {
+    let entryKey: string;
+    try {
+      this.assertOpen();
+      entryKey = this.entryKey(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.client.get(entryKey).then(this.decodeReply, unreadableAsMiss);
   }
 
   async getMany(keys: readonly string[]): Promise<(TierEntry | undefined)[]> {
     this.assertOpen();
-    const replies = await this.callMany(keys.map((key) => ['hmget', this.entryKey(key), ...ENTRY_FIELDS]));
-    return replies.map((fields) => this.decode(fields as Fields));
+    if (keys.length === 0) return [];
+    const entryKeys = keys.map((key) => this.entryKey(key));
+    // MGET answers nil for a key of another type. On a Cluster, a multi-key command must stay
+    // within one slot, and these keys spread over all of them: one GET each (batched per node
+    // when the client has enableAutoPipelining).
+    const replies = isCluster(this.client)
+      ? await Promise.all(entryKeys.map((entryKey) => this.client.get(entryKey).then(undefined, unreadableAsMiss)))
+      : await this.client.mget(entryKeys);
+    return replies.map(this.decodeReply);
   }
 
-  async set(key: string, entry: TierEntry): Promise<boolean> {
-    this.assertOpen();
-    return applied(await this.call(this.setCommand(key, entry)));
+  set(key: string, entry: TierEntry): Promise<boolean> {
+    let command: Command;
+    try {
+      this.assertOpen();
+      command = this.setCommand(key, entry);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.call(command).then(applied);
   }
 
   async setMany(items: readonly { key: string; entry: TierEntry }[]): Promise<boolean[]> {
@@ -223,12 +254,13 @@ class RedisTier implements Tier {
     return [entry.kind, String(entry.version), json, String(entry.freshUntil), String(entry.staleUntil), ttl];
   }
 
-  private decode(fields: Fields): TierEntry | undefined {
-    const entry = decodeEntry(fields);
+  /** An entry as GET returns it, or undefined when missing, unreadable or past its staleUntil. */
+  private readonly decodeReply = (text: string | null | undefined): TierEntry | undefined => {
+    const entry = decodeEntry(text);
     // Redis expires entries by its own clock; the tier's clock decides too, as in the memory tier.
     if (entry === undefined || entry.staleUntil <= this.clock.now()) return undefined;
     return entry;
-  }
+  };
 
   private entryKey(key: string): string {
     assertTierKey(key);
@@ -291,25 +323,56 @@ export async function redisEvictionPolicy(client: RedisClient): Promise<string> 
   }
 }
 
-/** The hash fields of an entry, in the order that decodeEntry reads them. */
-const ENTRY_FIELDS = ['k', 'v', 'd', 'f', 's'];
-type Fields = (string | null)[];
-
-function decodeEntry([kind, v, d, f, s]: Fields): TierEntry | undefined {
-  if (kind == null || v == null || f == null || s == null) return undefined;
-  const version = Number(v);
-  const freshUntil = Number(f);
-  const staleUntil = Number(s);
+/**
+ * An entry from its stored string (`<kind> <version> <freshUntil> <staleUntil>\n<json>`, see
+ * redis-scripts.ts), or undefined when the string is missing or malformed.
+ */
+function decodeEntry(text: string | null | undefined): TierEntry | undefined {
+  if (typeof text !== 'string') return undefined;
+  const end = text.indexOf('\n');
+  const a = text.indexOf(' ');
+  const b = text.indexOf(' ', a + 1);
+  const c = text.indexOf(' ', b + 1);
+  if (end < 0 || a <= 0 || b < 0 || c < 0 || c > end) return undefined;
+  const kind = text.slice(0, a);
+  const version = headerNumber(text.slice(a + 1, b));
+  const freshUntil = headerNumber(text.slice(b + 1, c));
+  const staleUntil = headerNumber(text.slice(c + 1, end));
   if (!Number.isFinite(version) || Number.isNaN(freshUntil) || Number.isNaN(staleUntil)) return undefined;
   if (kind === 'absent' || kind === 'tombstone') return { kind, version, freshUntil, staleUntil };
-  if (kind !== 'value' || d == null) return undefined;
+  if (kind !== 'value') return undefined;
   let value: unknown;
   try {
-    value = decodeValue(d);
+    value = decodeValue(text.slice(end + 1));
   } catch {
     return undefined;
   }
   return { kind, version, value, freshUntil, staleUntil };
+}
+
+/** A number of the header; NaN for an empty field (Number('') would be 0). */
+function headerNumber(field: string): number {
+  return field.length === 0 ? Number.NaN : Number(field);
+}
+
+/**
+ * A key of another type under the prefix (a hash of the earlier layout) makes GET fail with
+ * WRONGTYPE: it reads as a miss, as any unreadable entry does. Other errors stay errors.
+ */
+function unreadableAsMiss(error: unknown): undefined {
+  if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return undefined;
+  throw error;
+}
+
+/**
+ * The client's own bound on a command (ioredis `commandTimeout`, armed when the command is sent
+ * or queued offline, and kept across a retry after a reconnect), or undefined when it has none.
+ * Not for a Cluster: commands queued while it looks up its slots carry no timer yet.
+ */
+function commandTimeout(client: RedisClient): number | undefined {
+  if (isCluster(client)) return undefined;
+  const ms = (client.options as RedisOptions | undefined)?.commandTimeout;
+  return typeof ms === 'number' && ms > 0 && Number.isFinite(ms) ? ms : undefined;
 }
 
 /** A script's 1 (applied) or 0; a client with `stringNumbers` returns it as a string. */

@@ -41,6 +41,13 @@ export interface TierCapabilities {
   readonly invalidate: boolean;
   /** Entries may be evicted under memory pressure (write-back keeps dirty entries elsewhere). */
   readonly evicts: boolean;
+  /**
+   * Optional: `get` and `getMany` settle on their own within this many milliseconds (the Redis
+   * tier on a client with a command timeout). When it is at most a collection's tierTimeout, the
+   * core sets no timer of its own around reads, which saves a timer per hit. Leave it undefined
+   * unless the bound always holds.
+   */
+  readonly getTimeoutMs?: number;
 }
 
 export interface Tier {
