@@ -5,17 +5,22 @@
  *
  *   raw                   autocommit single-row upsert with a version guard, then SET PX
  *                         (the baseline of bench/write-through.ts)
- *   raw, store's SQL      the statements postgresStore sends for a one-entry write: BEGIN + SET
- *                         LOCAL statement_timeout + SAVEPOINT, the unnest upsert with RETURNING,
- *                         COMMIT (three round trips on a checked-out connection), then SET PX
+ *   raw, in a transaction the statements postgresStore sends for a one-entry write on a pool
+ *                         without statement_timeout: BEGIN + SET LOCAL statement_timeout +
+ *                         SAVEPOINT, the upsert, COMMIT (three round trips on a checked-out
+ *                         connection), then SET PX
+ *   raw, store's SQL      the statement postgresStore sends for a one-entry write on a pool whose
+ *                         connections carry statement_timeout (as here): the single-row upsert
+ *                         with RETURNING, in autocommit on a checked-out connection, then SET PX
  *   raw, store's SQL+Lua  the same, with the Redis step done by redisTier.set() (the set-if-newer
  *                         Lua script) instead of SET
  *   cachewise             collection.set(): all of the above, plus value validation, version
  *                         clock, timeouts and stats
  *
  * Each step has its own table (prefilled, so writes are updates), its own pg.Pool of --pool
- * connections and its own Redis client with the same options. A diagnostic for changing the write
- * path: the store's statements are copied from src/stores/postgres-store.ts (update them with it).
+ * connections (all with the same statement_timeout) and its own Redis client with the same
+ * options. A diagnostic for changing the write path: the store's statements are copied from
+ * src/stores/postgres-store.ts (update them with it).
  *
  *   node --import tsx bench/write-breakdown.ts [--json] [--quick] [--concurrency 1,16]
  */
@@ -45,6 +50,7 @@ await main(async () => {
   const poolSize = flags.pool as number;
   const options = { rounds: flags.rounds as number, roundMs: flags['round-ms'] as number, warmupMs: flags['warmup-ms'] as number };
 
+  const pool = (name: string) => pgPool(poolSize, name, { statement_timeout: STATEMENT_TIMEOUT_MS });
   const admin = pgPool(1, 'bench-admin');
   const adminRedis = redisClient();
   onCleanup(() => admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
@@ -53,8 +59,8 @@ await main(async () => {
   progress(`prefill ${keys} keys`);
   const setup = await writeThroughContenders({
     admin,
-    cwPool: pgPool(poolSize, 'bench-cachewise'),
-    rawPool: pgPool(poolSize, 'bench-raw'),
+    cwPool: pool('bench-cachewise'),
+    rawPool: pool('bench-raw'),
     cwRedis: redisClient({ connectionName: 'bench-cachewise' }),
     rawRedis: redisClient({ connectionName: 'bench-raw' }),
     schema,
@@ -64,15 +70,26 @@ await main(async () => {
   onCleanup(() => setup.close());
   const [cachewise, raw] = setup.contenders as [Contender, Contender];
 
-  const storeSqlPool = pgPool(poolSize, 'bench-store-sql');
+  const transactionPool = pool('bench-transaction');
+  const transactionRedis = redisClient({ connectionName: 'bench-transaction' });
+  const inTransaction = storeStatements(await prefilledTable(admin, transactionPool, schema, 'tx_', keys), transactionPool, true);
+  const storeSqlPool = pool('bench-store-sql');
   const storeSqlRedis = redisClient({ connectionName: 'bench-store-sql' });
-  const storeSql = storeStatements(await prefilledTable(admin, storeSqlPool, schema, 'sql_', keys), storeSqlPool);
-  const luaPool = pgPool(poolSize, 'bench-store-sql-lua');
-  const lua = storeStatements(await prefilledTable(admin, luaPool, schema, 'lua_', keys), luaPool);
+  const storeSql = storeStatements(await prefilledTable(admin, storeSqlPool, schema, 'sql_', keys), storeSqlPool, false);
+  const luaPool = pool('bench-store-sql-lua');
+  const lua = storeStatements(await prefilledTable(admin, luaPool, schema, 'lua_', keys), luaPool, false);
   const tier = redisTier({ client: redisClient({ connectionName: 'bench-store-sql-lua' }), prefix: `${prefix}lua:` });
 
   const contenders: Contender[] = [
     raw,
+    {
+      name: 'raw, in a transaction',
+      op: async (n) => {
+        const key = keyOf(n, keys);
+        const json = JSON.stringify(profile(n));
+        if (await inTransaction(key, json)) await transactionRedis.set(`${prefix}tx:${key}`, json, 'PX', WRITE_TTL_MS);
+      },
+    },
     {
       name: "raw, store's SQL",
       op: async (n) => {
@@ -106,35 +123,36 @@ await main(async () => {
       machine: machineInfo(),
       options: { ...options, keys, pool: poolSize },
       cases,
-      notes: [`a pg.Pool of ${poolSize} and a Redis client (auto-pipelining on) per step; schema ${schema} and keys ${prefix}* dropped at the end`],
+      notes: [
+        `a pg.Pool of ${poolSize} (statement_timeout ${STATEMENT_TIMEOUT_MS} ms) and a Redis client (auto-pipelining on) per step; schema ${schema} and keys ${prefix}* dropped at the end`,
+      ],
     },
     flags.json === true,
   );
 });
 
 /**
- * A one-entry write as postgresStore sends it: a transaction on a checked-out connection with
- * the statement timeout set locally, the unnest upsert, COMMIT. Resolves to the version written,
- * or 0 when the row held a newer one.
+ * A one-entry write as postgresStore sends it: the single-row upsert on a checked-out connection,
+ * in autocommit, or (`transaction`) inside BEGIN with the statement timeout set locally and
+ * COMMIT. Resolves to the version written, or 0 when the row held a newer one.
  */
-function storeStatements(table: string, pool: pg.Pool): (key: string, json: string) => Promise<number> {
+function storeStatements(table: string, pool: pg.Pool, transaction: boolean): (key: string, json: string) => Promise<number> {
   const begin = `BEGIN; SET LOCAL statement_timeout = ${STATEMENT_TIMEOUT_MS}; SAVEPOINT cachewise_batch`;
   const upsert =
-    `INSERT INTO ${table} AS t ("key", "value", "version", "updated_at") ` +
-    'SELECT w."key", w."value", w."version", now() FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w("key", "value", "version") ' +
+    `INSERT INTO ${table} AS t ("key", "value", "version", "updated_at") VALUES ($1::text, $2::text, $3::bigint, now()) ` +
     'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at" ' +
     'WHERE t."version" < excluded."version" RETURNING t."key"';
   let version = rawVersionStart();
   return async (key, json) => {
     const client = await pool.connect();
     try {
-      await client.query(begin);
+      if (transaction) await client.query(begin);
       const mine = ++version;
-      const { rows } = await client.query(upsert, [[key], [json], [mine]]);
-      await client.query('COMMIT');
+      const { rows } = await client.query(upsert, [key, json, mine]);
+      if (transaction) await client.query('COMMIT');
       return rows.length === 1 ? mine : 0;
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      if (transaction) await client.query('ROLLBACK').catch(() => undefined);
       throw error;
     } finally {
       client.release();

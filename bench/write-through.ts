@@ -9,8 +9,11 @@
  *              version (autocommit, so one statement), then, if the row was written, a Redis
  *              SET ... PX of the same JSON.
  *
- * Each contender has a pg.Pool of its own of the same size (--pool) and a Redis client of its own
- * with the same options. Both tables live in one random schema, dropped at the end; every key is
+ * Each contender has a pg.Pool of its own of the same size (--pool) and the same statement_timeout
+ * (--statement-timeout, that of postgresStore by default; 0 for none), and a Redis client of its
+ * own with the same options. A pool whose connections carry a statement_timeout lets the store
+ * write in autocommit, one statement per set; without one it writes in a transaction with SET
+ * LOCAL (three round trips). Both tables live in one random schema, dropped at the end; every key is
  * prefilled, so the measured writes are updates. Keys of concurrent loops differ (sequence
  * numbers), so rows are not contended. See lib/write-through-contenders.ts for the set-up.
  *
@@ -28,6 +31,7 @@ const flags = parseFlags('node --import tsx bench/write-through.ts [flags]\n\nWr
   ...commonFlags({ rounds: 5, roundMs: 1000, warmupMs: 500, concurrency: [1, 16, 64] }),
   { name: 'keys', type: 'int', description: 'distinct keys, prefilled', default: 10_000 },
   { name: 'pool', type: 'int', description: 'pg.Pool size of each contender', default: 10 },
+  { name: 'statement-timeout', type: 'int', description: "statement_timeout (ms) of both pools' connections; 0 for none", default: 5000 },
   { name: 'pipelining', type: 'string', description: 'ioredis enableAutoPipelining for both contenders', default: 'on', choices: ['on', 'off'] },
 ]);
 
@@ -37,6 +41,8 @@ await main(async () => {
   const schema = `bench_${id}`;
   const keys = flags.keys as number;
   const poolSize = flags.pool as number;
+  const statementTimeout = flags['statement-timeout'] as number;
+  const poolConfig = statementTimeout > 0 ? { statement_timeout: statementTimeout } : {};
   const pipelining = flags.pipelining === 'on';
   const options = { rounds: flags.rounds as number, roundMs: flags['round-ms'] as number, warmupMs: flags['warmup-ms'] as number };
   const machine = machineInfo();
@@ -50,8 +56,8 @@ await main(async () => {
   progress(`prefill ${keys} keys`);
   const setup = await writeThroughContenders({
     admin,
-    cwPool: pgPool(poolSize, 'bench-cachewise'),
-    rawPool: pgPool(poolSize, 'bench-raw'),
+    cwPool: pgPool(poolSize, 'bench-cachewise', poolConfig),
+    rawPool: pgPool(poolSize, 'bench-raw', poolConfig),
     cwRedis: redisClient({ enableAutoPipelining: pipelining, connectionName: 'bench-cachewise' }),
     rawRedis: redisClient({ enableAutoPipelining: pipelining, connectionName: 'bench-raw' }),
     schema,
@@ -73,14 +79,14 @@ await main(async () => {
   const notes = [
     `cachewise: ${after.writes - before.writes} sets, ${after.writeErrors - before.writeErrors} errors, ${after.tierErrors - before.tierErrors} tier errors; raw: ${setup.rawSuperseded()} superseded`,
     `rows: cachewise ${rows[0]!.cw}, raw ${rows[0]!.raw} (${keys} keys prefilled, so every measured write is an update)`,
-    `a pg.Pool of ${poolSize} per contender; Redis auto-pipelining ${pipelining ? 'on' : 'off'} for both; schema ${schema} and keys ${prefix}* dropped at the end`,
+    `a pg.Pool of ${poolSize} per contender, statement_timeout ${statementTimeout > 0 ? `${statementTimeout} ms` : 'none'}; Redis auto-pipelining ${pipelining ? 'on' : 'off'} for both; schema ${schema} and keys ${prefix}* dropped at the end`,
   ];
   printReport(
     {
       benchmark: 'write-through',
       title: 'Write-through set: cachewise (postgresStore + redisTier) vs raw upsert + SET',
       machine,
-      options: { ...options, keys, pool: poolSize, pipelining },
+      options: { ...options, keys, pool: poolSize, statementTimeout, pipelining },
       cases,
       notes,
     },

@@ -167,6 +167,48 @@ if (skip) {
       }
     });
 
+    test("on a pool whose connections carry a statement_timeout within the store's, a write is one autocommit statement", async () => {
+      const { pool, statements } = recordingPool({ statement_timeout: 5000 });
+      try {
+        await withFixture(pgFixture({ pool }), async ({ store }) => {
+          await store.prepare('items');
+          statements.length = 0;
+          assert.deepEqual(await store.write('items', [set('a', 2, '"two"')]), [APPLIED]);
+          assert.equal(statements.length, 1, `one statement; got ${statements.join(' | ')}`);
+          assert.match(statements[0]!, /^INSERT INTO .* VALUES \(\$1::text, \$2::text, \$3::bigint, now\(\)\) ON CONFLICT/);
+
+          statements.length = 0;
+          const outcomes = await store.write('items', [set('a', 1, '"old"'), set('b', 1, '"b"'), del('c', 1)]);
+          assert.deepEqual(outcomes, [{ status: 'superseded', current: 2 }, APPLIED, APPLIED]);
+          assert.equal(statements.length, 2, `the batch, then the superseded versions; got ${statements.join(' | ')}`);
+          assert.match(statements[0]!, /^INSERT INTO .* unnest\(/);
+          assert.match(statements[1]!, /^SELECT "key", "version"/);
+
+          statements.length = 0;
+          assert.deepEqual(await store.load('items', 'a'), { version: 2, json: '"two"' });
+          assert.equal(statements.length, 1, 'a load is one statement too');
+        });
+      } finally {
+        await pool.end();
+      }
+
+      // A pool whose timeout is longer than the store's, or none: a transaction with SET LOCAL.
+      for (const config of [{ statement_timeout: 60_000 }, {}]) {
+        const recording = recordingPool(config);
+        try {
+          await withFixture(pgFixture({ pool: recording.pool }), async ({ store }) => {
+            await store.prepare('items');
+            recording.statements.length = 0;
+            assert.deepEqual(await store.write('items', [set('a', 1, '"one"')]), [APPLIED]);
+            assert.equal(recording.statements.length, 3, `BEGIN, INSERT, COMMIT; got ${recording.statements.join(' | ')}`);
+            assert.match(recording.statements[0]!, /^BEGIN; SET LOCAL statement_timeout = 5000; SAVEPOINT/);
+          });
+        } finally {
+          await recording.pool.end();
+        }
+      }
+    });
+
     test('a poisoned entry fails alone, marked permanent, while the rest of the batch commits', () =>
       withFixture(pgFixture(), async ({ store, table }) => {
         await store.prepare('items');
@@ -332,13 +374,41 @@ if (skip) {
 
     test('a connection terminated before COMMIT rejects the batch marked notApplied; the next batch gets a new connection', async () => {
       const applicationName = `${RUN_SCHEMA_PREFIX}terminated`;
+      // A shared pool without statement_timeout: the store writes in a transaction.
+      const pool = testPool({ application_name: applicationName });
+      try {
+        await withFixture(pgFixture({ pool }), async ({ store, table }) => {
+          await store.write('items', [set('a', 1, '"one"')]);
+          const holder = await lockHolder(`SELECT * FROM ${table()} WHERE "key" = 'a' FOR UPDATE`);
+          try {
+            const rejected = assert.rejects(store.write('items', [set('a', 2, '"two"')]), (error: unknown) => {
+              assert.ok(isNotApplied(error), `marked notApplied: ${String(error)}`);
+              assert.equal((error as { code?: string }).code, '57P01', 'admin_shutdown');
+              return true;
+            });
+            const pid = await waitForLockWait(applicationName);
+            await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+            await rejected;
+          } finally {
+            await holder.release();
+          }
+          assert.deepEqual(await store.write('items', [set('a', 2, '"two"')]), [APPLIED]);
+        });
+      } finally {
+        await pool.end();
+      }
+    });
+
+    test('a connection terminated during an autocommit write rejects unmarked with E_STORE_UNKNOWN_OUTCOME; the next batch gets a new connection', async () => {
+      const applicationName = `${RUN_SCHEMA_PREFIX}terminated_autocommit`;
       await withFixture(pgFixture({ connectionString: urlWithApplicationName(applicationName) }), async ({ store, table }) => {
         await store.write('items', [set('a', 1, '"one"')]);
         const holder = await lockHolder(`SELECT * FROM ${table()} WHERE "key" = 'a' FOR UPDATE`);
         try {
           const rejected = assert.rejects(store.write('items', [set('a', 2, '"two"')]), (error: unknown) => {
-            assert.ok(isNotApplied(error), `marked notApplied: ${String(error)}`);
-            assert.equal((error as { code?: string }).code, '57P01', 'admin_shutdown');
+            assert.equal(isNotApplied(error), false, 'a statement that ends with its session may have committed');
+            cachewiseError('E_STORE_UNKNOWN_OUTCOME')(error);
+            assert.equal(((error as Error).cause as { code?: string }).code, '57P01', 'admin_shutdown');
             return true;
           });
           const pid = await waitForLockWait(applicationName);
@@ -349,6 +419,28 @@ if (skip) {
         }
         assert.deepEqual(await store.write('items', [set('a', 2, '"two"')]), [APPLIED]);
       });
+    });
+
+    test('a connection lost while an autocommit write is in flight rejects unmarked with E_STORE_UNKNOWN_OUTCOME', async () => {
+      const { pool, arm } = breakingPool(/^INSERT/, { statement_timeout: 5000 });
+      try {
+        await withFixture(pgFixture({ pool }), async ({ store }) => {
+          await store.prepare('items');
+          arm();
+          await assert.rejects(store.write('items', [set('a', 1, '"one"')]), (error: unknown) => {
+            assert.equal(isNotApplied(error), false, 'it may have committed');
+            cachewiseError('E_STORE_UNKNOWN_OUTCOME')(error);
+            return true;
+          });
+          const row = await store.load('items', 'a');
+          assert.ok(row === undefined || row.version === 1, 'either outcome is possible');
+          const again = await store.write('items', [set('a', 1, '"one"')]);
+          assert.ok(again[0]!.status === 'applied' || again[0]!.status === 'superseded', 'a retry of the same version is safe');
+          assert.deepEqual(await store.load('items', 'a'), { version: 1, json: '"one"' });
+        });
+      } finally {
+        await pool.end();
+      }
     });
 
     test('a connection lost while COMMIT is in flight rejects unmarked with E_STORE_UNKNOWN_OUTCOME', async () => {

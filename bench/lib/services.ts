@@ -36,9 +36,9 @@ export function redisClient(options: RedisOptions = {}, url = REDIS_URL): Redis 
   return client;
 }
 
-/** A pg.Pool on DATABASE_URL of `max` connections; ended by the clean-up. */
-export function pgPool(max: number, applicationName: string): pg.Pool {
-  const pool = new pg.Pool({ connectionString: DATABASE_URL, max, application_name: applicationName });
+/** A pg.Pool on DATABASE_URL of `max` connections, with `config` over that; ended by the clean-up. */
+export function pgPool(max: number, applicationName: string, config: pg.PoolConfig = {}): pg.Pool {
+  const pool = new pg.Pool({ connectionString: DATABASE_URL, max, application_name: applicationName, ...config });
   pool.on('error', () => undefined);
   onCleanup(() => pool.end());
   return pool;

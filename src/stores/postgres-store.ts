@@ -4,13 +4,18 @@
  * Contract 1: a write lands only if its version is newer than the row's, and a delete is the same
  * upsert with a NULL value (a versioned delete marker), so an older write that is retried,
  * replayed or reordered can never replace a newer value or resurrect a deleted key.
- * Contract 5: a batch is one `INSERT ... SELECT FROM unnest(...)` statement in one transaction.
- * When the database refuses the data of some entry (SQLSTATE class 22, 23 or 54), the store rolls
- * back to a savepoint and writes the entries one by one in the same transaction, so a bad entry
- * fails alone, marked permanent, while the rest of the batch commits. A failure before COMMIT is
- * sent rejects marked `notApplied`; a connection lost while COMMIT is in flight rejects unmarked
- * (`E_STORE_UNKNOWN_OUTCOME`): the batch may have committed. Batches lock their rows in key order,
- * so concurrent batches over the same keys wait for each other but never deadlock.
+ * Contract 5: a batch is one `INSERT ... SELECT FROM unnest(...)` statement (one entry: one
+ * `INSERT ... VALUES`), atomic on its own. Where every connection already carries a
+ * statement_timeout (the store's own pool, or a shared pool configured with one, see
+ * `statementTimeout`), the statement runs in autocommit: one round trip per write. Otherwise it
+ * runs in a transaction with `SET LOCAL statement_timeout` (three round trips).
+ * When the database refuses the data of some entry (SQLSTATE class 21, 22, 23 or 54), the store
+ * writes the entries one by one behind savepoints in one transaction, so a bad entry fails alone,
+ * marked permanent, while the rest of the batch commits. A write the server refused rejects
+ * marked `notApplied`, as does any failure before COMMIT is sent; a connection lost while COMMIT
+ * or an autocommit statement is in flight rejects unmarked (`E_STORE_UNKNOWN_OUTCOME`): the batch
+ * may have committed. Batches lock their rows in key order, so concurrent batches over the same
+ * keys wait for each other but never deadlock.
  * Contract 9: schema and table names are validated and double-quoted; values are always bound
  * parameters.
  *
@@ -45,11 +50,14 @@ export interface PostgresStoreCommonOptions extends PostgresTableOptions {
   /**
    * Longest time, in milliseconds, that one statement may run (waiting for a row lock included)
    * before PostgreSQL cancels it with SQLSTATE 57014. A write cancelled this way committed
-   * nothing and rejects marked `notApplied`, so it is retried. Applied with
-   * `SET LOCAL statement_timeout` inside the store's own transactions (and, on a pool the store
-   * owns, to every connection), never to the rest of your application's sessions. On a pool the
-   * store owns, it also bounds the wait for a free connection. An integer from 1 to 2147483647.
-   * Default 5000, below the core's storeTimeout (10 s), so a slow statement is reported as "not applied" rather than as an unknown outcome.
+   * nothing and rejects marked `notApplied`, so it is retried. On a pool the store owns, every
+   * connection carries it, and it also bounds the wait for a free connection. On your pool, the
+   * store never changes your sessions: when the pool was created with a `statement_timeout` of at
+   * most this value (`new pg.Pool({ statement_timeout: 5000, ... })`), the store relies on it and
+   * sends each write and read as one statement in autocommit (one round trip); otherwise it wraps
+   * them in a transaction with `SET LOCAL statement_timeout` (three round trips). An integer from
+   * 1 to 2147483647. Default 5000, below the core's storeTimeout (10 s), so a slow statement is
+   * reported as "not applied" rather than as an unknown outcome.
    */
   statementTimeout?: number;
   /**
@@ -65,10 +73,12 @@ export interface PostgresStoreCommonOptions extends PostgresTableOptions {
 /** A store on a pg.Pool that your application shares with it. */
 export interface PostgresSharedPoolOptions extends PostgresStoreCommonOptions {
   /**
-   * Your pg.Pool (pg 8). The store borrows connections for its transactions and returns them as
+   * Your pg.Pool (pg 8). The store borrows connections for its statements and returns them as
    * it found them (only `SET LOCAL` settings, which end with the transaction). `close()` leaves
    * the pool open: ending it stays your job. Listen for the pool's `error` event, as pg requires
-   * of any pool, so that a connection lost while idle does not crash the process.
+   * of any pool, so that a connection lost while idle does not crash the process. Give the pool
+   * a `statement_timeout` (at most the store's `statementTimeout`) and each write is one round
+   * trip instead of three.
    */
   pool: Pool;
   connectionString?: never;
@@ -119,6 +129,9 @@ interface Table {
   /** `"schema"."table"`, quoted. */
   readonly name: string;
   readonly load: string;
+  /** The upsert of one entry: $1 key, $2 value, $3 version. */
+  readonly upsertOne: string;
+  /** The upsert of a batch: $1 keys, $2 values, $3 versions (arrays). */
   readonly upsert: string;
   readonly versions: string;
   readonly maxVersion: string;
@@ -145,6 +158,8 @@ export function postgresStore(options: PostgresStoreOptions): Store {
   const settings = validateOptions(options);
   const owned = settings.pool === undefined;
   const pool = settings.pool ?? createPool(settings.connectionString!, settings.statementTimeout);
+  // Every connection already bounds its statements: one statement needs no transaction around it.
+  const autocommit = owned || sessionTimeoutWithin(pool, settings.statementTimeout);
   const timeout = `SET LOCAL statement_timeout = ${settings.statementTimeout}`;
   const beginWrite = `BEGIN; ${timeout}; SAVEPOINT cachewise_batch`;
   const beginRead = `BEGIN READ ONLY; ${timeout}`;
@@ -220,13 +235,49 @@ export function postgresStore(options: PostgresStoreOptions): Store {
   }
 
   /**
-   * Runs a read. On the store's own pool every connection carries statement_timeout, so a read is
-   * one round trip; on a shared pool the store may not change the session, so the read runs in a
+   * Runs a read. Where every connection carries statement_timeout (see `autocommit`), a read is
+   * one round trip; otherwise the store may not change the session, so the read runs in a
    * read-only transaction with SET LOCAL.
    */
   async function read<R extends QueryResultRow>(text: string, values: unknown[]): Promise<{ rows: R[] }> {
-    if (owned) return pool.query<R>(text, values);
+    if (autocommit) return pool.query<R>(text, values);
     return transaction(true, (client) => client.query<R>(text, values));
+  }
+
+  /**
+   * Runs `work` on a connection of its own, each statement in autocommit: for connections that
+   * carry statement_timeout. Fails like `transaction`: a failure to connect, or an error the
+   * server answered (the statement rolled back), rejects marked `notApplied`; a connection lost
+   * while a statement is in flight rejects unmarked with E_STORE_UNKNOWN_OUTCOME, since the
+   * statement may have committed.
+   */
+  async function autocommitted<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw notApplied(error);
+    }
+    let broken: Error | undefined;
+    const onError = (error: Error) => {
+      broken ??= error;
+    };
+    client.on('error', onError);
+    try {
+      return await work(client);
+    } catch (error) {
+      if (isAnsweredError(error)) throw notApplied(error);
+      broken ??= error as Error;
+      throw new CachewiseError(
+        'E_STORE_UNKNOWN_OUTCOME',
+        'the PostgreSQL connection failed while a write was in flight, so the batch may or may not have committed',
+        'treat the keys as unknown: invalidate them and write them again (versions make the retry safe)',
+        { cause: error },
+      );
+    } finally {
+      client.off('error', onError);
+      client.release(broken ?? false);
+    }
   }
 
   /**
@@ -294,6 +345,11 @@ export function postgresStore(options: PostgresStoreOptions): Store {
 
   /** Runs one upsert of `writes`; the keys it wrote (not superseded). */
   async function upsert(client: PoolClient, table: Table, writes: readonly StoreWrite[]): Promise<Set<string>> {
+    if (writes.length === 1) {
+      const [w] = writes as [StoreWrite];
+      const { rows } = await client.query<{ key: string }>(table.upsertOne, [w.key, w.op === 'set' ? w.json : null, w.version]);
+      return new Set(rows.map((row) => row.key));
+    }
     const keys = writes.map((w) => w.key);
     const values = writes.map((w) => (w.op === 'set' ? w.json : null));
     const versions = writes.map((w) => w.version);
@@ -301,11 +357,30 @@ export function postgresStore(options: PostgresStoreOptions): Store {
     return new Set(rows.map((row) => row.key));
   }
 
+  /** The outcome of a batch: the entries written, those that failed, the versions that superseded the rest. */
+  interface Written {
+    written: Set<StoreWrite>;
+    failed: Map<StoreWrite, WriteOutcome>;
+    current: Map<string, number>;
+  }
+
   /**
-   * The batch as one statement; when the data of some entry is refused, entry by entry behind
-   * savepoints. Returns the outcomes of the entries that failed, and the entries written.
+   * The batch as one statement (unless `oneByOne`); when the data of some entry is refused, entry
+   * by entry behind savepoints (in a transaction). Then the current versions of the superseded
+   * entries.
    */
-  async function writeEntries(client: PoolClient, table: Table, writes: readonly StoreWrite[]): Promise<{ written: Set<StoreWrite>; failed: Map<StoreWrite, WriteOutcome> }> {
+  async function writeEntries(client: PoolClient, table: Table, writes: readonly StoreWrite[], oneByOne: boolean): Promise<Written> {
+    const result = oneByOne ? await writeOneByOne(client, table, writes) : await writeBatch(client, table, writes);
+    const superseded = writes.filter((w) => !result.written.has(w) && !result.failed.has(w));
+    const current = new Map<string, number>();
+    if (superseded.length > 0) {
+      const { rows } = await client.query<Pick<Row, 'key' | 'version'>>(table.versions, [superseded.map((w) => w.key)]);
+      for (const row of rows) current.set(row.key, parseVersion(row.version, table, 'E_STORE_FAILED'));
+    }
+    return { ...result, current };
+  }
+
+  async function writeBatch(client: PoolClient, table: Table, writes: readonly StoreWrite[]): Promise<Omit<Written, 'current'>> {
     const failed = new Map<StoreWrite, WriteOutcome>();
     try {
       const keys = await upsert(client, table, writes);
@@ -314,6 +389,12 @@ export function postgresStore(options: PostgresStoreOptions): Store {
       if (!isDataError(error)) throw error;
     }
     await client.query('ROLLBACK TO SAVEPOINT cachewise_batch');
+    return writeOneByOne(client, table, writes);
+  }
+
+  /** Each entry behind a savepoint of its own, so that a refused entry fails alone. In a transaction. */
+  async function writeOneByOne(client: PoolClient, table: Table, writes: readonly StoreWrite[]): Promise<Omit<Written, 'current'>> {
+    const failed = new Map<StoreWrite, WriteOutcome>();
     const written = new Set<StoreWrite>();
     for (const write of writes) {
       await client.query('SAVEPOINT cachewise_entry');
@@ -327,6 +408,36 @@ export function postgresStore(options: PostgresStoreOptions): Store {
       }
     }
     return { written, failed };
+  }
+
+  /**
+   * The batch as one autocommit statement; undefined when the database refused the data of some
+   * entry (nothing was written: the caller goes entry by entry). The current versions of the
+   * superseded entries are read after the statement committed; if that read fails, each reports
+   * its own version, which the row holds or has passed.
+   */
+  async function writeAutocommitted(table: Table, writes: readonly StoreWrite[]): Promise<Written | undefined> {
+    const written = await autocommitted(async (client) => {
+      try {
+        const keys = await upsert(client, table, writes);
+        return new Set(writes.filter((w) => keys.has(w.key)));
+      } catch (error) {
+        if (isDataError(error)) return undefined;
+        throw error;
+      }
+    });
+    if (written === undefined) return undefined;
+    const current = new Map<string, number>();
+    const superseded = writes.filter((w) => !written.has(w));
+    if (superseded.length > 0) {
+      try {
+        const { rows } = await read<Pick<Row, 'key' | 'version'>>(table.versions, [superseded.map((w) => w.key)]);
+        for (const row of rows) current.set(row.key, parseVersion(row.version, table, 'E_STORE_FAILED'));
+      } catch {
+        current.clear();
+      }
+    }
+    return { written, failed: new Map(), current };
   }
 
   async function loadMany(collection: string, keys: readonly string[]): Promise<(StoreRecord | undefined)[]> {
@@ -373,16 +484,10 @@ export function postgresStore(options: PostgresStoreOptions): Store {
       // Every batch locks its rows in key order, so two batches over the same keys cannot deadlock.
       toSend.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 
-      const { written, failed, current } = await transaction(false, async (client) => {
-        const result = await writeEntries(client, table, toSend);
-        const superseded = toSend.filter((w) => !result.written.has(w) && !result.failed.has(w));
-        const current = new Map<string, number>();
-        if (superseded.length > 0) {
-          const { rows } = await client.query<Pick<Row, 'key' | 'version'>>(table.versions, [superseded.map((w) => w.key)]);
-          for (const row of rows) current.set(row.key, parseVersion(row.version, table, 'E_STORE_FAILED'));
-        }
-        return { ...result, current };
-      });
+      // In autocommit, the batch is one statement, so atomic on its own; only when the database
+      // refuses the data of some entry does it go entry by entry, in a transaction.
+      const batched = autocommit ? await writeAutocommitted(table, toSend) : undefined;
+      const { written, failed, current } = batched ?? (await transaction(false, (client) => writeEntries(client, table, toSend, autocommit)));
 
       writes.forEach((write, i) => {
         if (outcomes[i]) return;
@@ -459,6 +564,10 @@ function tableSql(name: string): Table {
   return {
     name,
     load: `SELECT "key", "value", "version" FROM ${name} WHERE "key" = ANY($1::text[])`,
+    upsertOne:
+      `INSERT INTO ${name} AS t ("key", "value", "version", "updated_at") VALUES ($1::text, $2::text, $3::bigint, now()) ` +
+      'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at" ' +
+      'WHERE t."version" < excluded."version" RETURNING t."key"',
     upsert:
       `INSERT INTO ${name} AS t ("key", "value", "version", "updated_at") ` +
       'SELECT w."key", w."value", w."version", now() FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w("key", "value", "version") ' +
@@ -620,6 +729,15 @@ function invalidOption(option: string, message: string, remedy: string): Cachewi
 function isPool(pool: unknown): pool is Pool {
   const candidate = pool as Partial<Record<'connect' | 'query' | 'totalCount', unknown>> | null;
   return typeof candidate === 'object' && candidate !== null && typeof candidate.connect === 'function' && typeof candidate.query === 'function' && typeof candidate.totalCount === 'number';
+}
+
+/**
+ * Whether the connections of a shared pool carry a statement_timeout of at most `ms`: the pool
+ * was created with pg's `statement_timeout` option, which every connection sends at start-up.
+ */
+function sessionTimeoutWithin(pool: Pool, ms: number): boolean {
+  const configured = (pool as { options?: { statement_timeout?: unknown } }).options?.statement_timeout;
+  return typeof configured === 'number' && Number.isInteger(configured) && configured >= 1 && configured <= ms;
 }
 
 function createPool(connectionString: string, statementTimeout: number): Pool {

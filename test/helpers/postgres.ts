@@ -73,8 +73,8 @@ export function recordingPool(config: pg.PoolConfig = {}): { pool: pg.Pool; stat
  * `pattern`, once `arm()` was called: the statement may reach the server, its answer never
  * arrives.
  */
-export function breakingPool(pattern: RegExp): { pool: pg.Pool; arm(): void } {
-  const pool = testPool();
+export function breakingPool(pattern: RegExp, config: pg.PoolConfig = {}): { pool: pg.Pool; arm(): void } {
+  const pool = testPool(config);
   let armed = false;
   interceptQueries(pool, (text, client) => {
     if (!armed || !pattern.test(text)) return;
