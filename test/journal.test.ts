@@ -18,6 +18,7 @@ import { fileJournal, type FileJournalOptions, type JournalIo } from '../src/jou
 import type { Journal, JournalPosition, JournalRecord, RecoveryReport } from '../src/journal/journal.js';
 import { encodeRelease, encodeReleases, scanSegment, tableCrc32 } from '../src/journal/segment-format.js';
 import { crashRecord, crashRecordJson, isReleasedInCrashTest } from './helpers/journal-crash-child.js';
+import { runUntilAcksThenKill } from './helpers/kill-after-acks.js';
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -515,32 +516,10 @@ describe('file journal: one process per directory', () => {
 
 describe('file journal: crash', () => {
   const child = fileURLToPath(new URL('./helpers/journal-crash-child.ts', import.meta.url));
-  const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--test'));
 
   /** Runs the child until it has acknowledged about `acks` writes, kills it, returns the versions it acknowledged. */
   function runAndKill(dir: string, first: number, mode: string, acks: number): Promise<number[]> {
-    return new Promise((resolve, reject) => {
-      const proc = spawn(process.execPath, [...execArgv, child, dir, String(first), mode, '4096'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      let lines = 0;
-      let killed = false;
-      proc.stdout.on('data', (chunk: Buffer) => {
-        out += chunk.toString('utf8');
-        lines += chunk.toString('utf8').split('\n').length - 1;
-        if (!killed && lines >= acks) {
-          killed = true;
-          proc.kill('SIGKILL');
-        }
-      });
-      proc.stderr.on('data', (chunk: Buffer) => (err += chunk.toString('utf8')));
-      proc.on('error', reject);
-      proc.on('close', (code, signal) => {
-        if (signal !== 'SIGKILL') return reject(new Error(`the child ended by itself (code ${code}): ${err}`));
-        // Only complete lines are acknowledgements.
-        resolve(out.split('\n').slice(0, -1).map(Number));
-      });
-    });
+    return runUntilAcksThenKill(child, [dir, String(first), mode, '4096'], acks);
   }
 
   test('a process killed with SIGKILL loses no acknowledged write (24 rounds on one directory)', { timeout: 60_000 }, () =>
