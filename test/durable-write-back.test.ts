@@ -13,7 +13,8 @@ import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { createCache, type Cache } from '../src/cache.js';
+import { createCache, type Cache, type CloseReport } from '../src/cache.js';
+import type { Collection } from '../src/collection.js';
 import { CachewiseError } from '../src/errors.js';
 import { fileJournal, type FileJournalOptions } from '../src/journal/file-journal.js';
 import { sqliteStore } from '../src/stores/sqlite-store.js';
@@ -50,6 +51,16 @@ async function row(p: Place, collection: string, key: string) {
   } finally {
     await store.close();
   }
+}
+
+/** Opens a cache, writes with the database down (nothing flushes), and closes it. */
+async function closeWithDatabaseDown(p: Place, write: (orders: Collection<{ n: number }>) => Promise<void>): Promise<CloseReport> {
+  const { cache, store } = await open(p);
+  const orders = cache.collection<{ n: number }>('orders', { ...DURABLE, retry: { maxAttempts: Infinity } });
+  await orders.get('warm-up');
+  store.down = true;
+  await write(orders);
+  return cache.close({ timeout: '20ms' });
 }
 
 /** A datasync that waits for `release()` before it syncs: acks must wait for it. */
@@ -136,13 +147,10 @@ describe('durable write-back', () => {
   test('a close with the database down loses nothing: the next start replays the journal', async () => {
     const p = place();
     try {
-      const first = await open(p);
-      const orders = first.cache.collection<{ n: number }>('orders', { ...DURABLE, retry: { maxAttempts: Infinity } });
-      await orders.get('warm-up');
-      first.store.down = true;
-      for (let i = 0; i < 50; i++) await orders.set(`o${i}`, { n: i });
-      await orders.delete('o7');
-      const report = await first.cache.close({ timeout: '50ms' });
+      const report = await closeWithDatabaseDown(p, async (orders) => {
+        for (let i = 0; i < 50; i++) await orders.set(`o${i}`, { n: i });
+        await orders.delete('o7');
+      });
       assert.equal(report.lost, 0);
       assert.equal(report.unflushed.length, 50);
       assert.ok(report.unflushed.every((w) => w.journaled));
@@ -176,12 +184,9 @@ describe('durable write-back', () => {
   test('records of a collection that now writes through are in the database before its first read', async () => {
     const p = place();
     try {
-      const first = await open(p);
-      const orders = first.cache.collection<{ n: number }>('orders', { ...DURABLE, retry: { maxAttempts: Infinity } });
-      await orders.get('warm-up');
-      first.store.down = true;
-      await orders.set('o1', { n: 1 });
-      await first.cache.close({ timeout: '20ms' });
+      await closeWithDatabaseDown(p, async (orders) => {
+        await orders.set('o1', { n: 1 });
+      });
 
       const second = await open(p);
       const through = second.cache.collection<{ n: number }>('orders', { write: 'through', read: 'through' });
