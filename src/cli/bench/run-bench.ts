@@ -96,7 +96,11 @@ export async function runBench(options: BenchOptions, version: string, io: DemoI
     if (options.redisUrl !== undefined) left.push(...(await deleteRunKeys(options.redisUrl, id)));
     return left;
   };
+  // Ctrl-C: close every tier and store, remove what the run wrote, exit 130 without a report.
+  let stopping = false;
   const interrupted = () => {
+    stopping = true;
+    io.stderr('\ninterrupted: cleaning up\n');
     void cleanup().finally(() => process.exit(130));
   };
   process.once('SIGINT', interrupted);
@@ -135,6 +139,7 @@ export async function runBench(options: BenchOptions, version: string, io: DemoI
 
     const scenarios: ScenarioResult[] = [];
     for (const [group, title, run] of readSteps) {
+      if (stopping) break;
       if (!wants(group)) continue;
       announce(title);
       const result = await run().catch((error: unknown) => {
@@ -142,12 +147,13 @@ export async function runBench(options: BenchOptions, version: string, io: DemoI
         return { kind: 'skipped', id: group, title, reason: `failed: ${describe(error)}` } satisfies ScenarioResult;
       });
       scenarios.push(result);
-      done(summary(result));
+      if (!stopping) done(summary(result));
     }
 
     const latencyRuns: LatencyRun[] = [];
     if (wants('writes')) {
       for (const dbLatencyMs of latencies) {
+        if (stopping) break;
         const label = latencyLabel(dbLatencyMs, backend);
         announce(`write patterns, write-back flush, first read after a write, read-through vs cache-aside: ${label}`);
         const ctx: WriteContext = {
@@ -170,7 +176,7 @@ export async function runBench(options: BenchOptions, version: string, io: DemoI
           } catch (error) {
             failed++;
             endDetail();
-            io.stderr(`      ${what} failed: ${describe(error)}\n`);
+            if (!stopping) io.stderr(`      ${what} failed: ${describe(error)}\n`);
             return fallback;
           }
         };
@@ -185,6 +191,7 @@ export async function runBench(options: BenchOptions, version: string, io: DemoI
       }
     }
 
+    if (stopping) return 130;
     const report: BenchReport = {
       tool: 'cachewise bench',
       version,
@@ -213,6 +220,7 @@ export async function runBench(options: BenchOptions, version: string, io: DemoI
     io.stderr(`wrote ${join(out, 'bench.html')}, bench.json and bench.md in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   } finally {
     process.off('SIGINT', interrupted);
+    if (stopping) return 130;
     const left = await cleanup();
     for (const what of left) io.stderr(`cachewise: could not remove ${what}\n`);
     if (left.length > 0) failed++;
