@@ -8,7 +8,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createCache } from '../src/index.js';
+import { createCache, memoryTier } from '../src/index.js';
 import type { Tier, TierEntry } from '../src/tiers/tier.js';
 import { tierConformance } from './conformance/tier-conformance.js';
 import { FaultyTier } from './helpers/faulty-tier.js';
@@ -136,6 +136,24 @@ if (skip) {
         }
         await g.ready([b]);
         assert.equal(await l1Of(b).get('c:k'), undefined, 'L1 emptied when trust came back');
+        assert.equal(valueOf(await b.tier.get('c:k')), 'two');
+      }));
+
+    test('an instance that cannot apply an invalidation stops trusting its L1 at once', () =>
+      withGroup(async (g) => {
+        const l1 = memoryTier();
+        const invalidate = l1.invalidate.bind(l1);
+        let failing = false;
+        l1.invalidate = (key, version, ttlMs) => (failing ? Promise.reject(new Error('injected L1 failure')) : invalidate(key, version, ttlMs));
+        const [a, b] = [g.instance(), g.instance({ l1 })];
+        await g.ready();
+        await a.tier.set('c:k', value(1, 'one'));
+        assert.equal(valueOf(await b.tier.get('c:k')), 'one');
+        failing = true;
+        await a.tier.set('c:k', value(2, 'two'));
+        assert.equal(valueOf(await b.tier.get('c:k')), 'two');
+        failing = false;
+        await g.ready([b]);
         assert.equal(valueOf(await b.tier.get('c:k')), 'two');
       }));
 

@@ -282,10 +282,20 @@ class RedisBus implements InvalidationBus {
     try {
       applied = onMessage({ key: message.key, version: message.version });
     } catch {
-      return; // not applied: no acknowledgement, so the sender waits out the trust window
+      return this.notApplied();
     }
-    if (applied instanceof Promise) applied.then(() => this.acknowledge(message.from, message.id), () => undefined);
+    if (applied instanceof Promise) applied.then(() => this.acknowledge(message.from, message.id), () => this.notApplied());
     else this.acknowledge(message.from, message.id);
+  }
+
+  /**
+   * A message this instance could not apply is not acknowledged, so its sender waits out the
+   * trust window; this instance must then stop trusting its L1 at once, not when pings stop.
+   */
+  private notApplied(): void {
+    if (this.closed || this.trustedUntil === 0) return;
+    this.trustedUntil = 0;
+    this.onState(false);
   }
 
   private onOwnMessage(text: string): void {

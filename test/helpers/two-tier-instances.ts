@@ -24,6 +24,8 @@ export interface TwoTierInstance {
 export interface InstanceOptions {
   /** Wrap the L2 (a fault injector). */
   wrapL2?: (l2: Tier) => Tier;
+  /** This instance's L1 (default: the twoTier's own memory tier). */
+  l1?: Tier;
   trustWindow?: Duration;
 }
 
@@ -59,7 +61,7 @@ export class TwoTierGroup {
     const subscriber = this.client();
     const l2 = redisTier({ client, prefix: this.prefix });
     const bus = redisBus({ publisher: client, subscriber, channel: `${this.prefix}bus`, trustWindow: options.trustWindow });
-    const tier = twoTier({ l2: options.wrapL2 ? options.wrapL2(l2) : l2, bus });
+    const tier = twoTier({ l2: options.wrapL2 ? options.wrapL2(l2) : l2, bus, l1: options.l1 });
     const instance = { tier, bus, client, subscriber };
     this.opened.push(instance);
     return instance;
