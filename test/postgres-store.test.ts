@@ -514,6 +514,24 @@ if (skip) {
       });
     });
 
+    test('close() during a table preparation waits for it, and a store closed before its DDL creates nothing', async () => {
+      const schema = freshSchemaName();
+      const store = postgresStore({ pool: shared, schema });
+      try {
+        const preparing = store.prepare('items').then(
+          () => 'prepared',
+          (error: unknown) => (isCachewiseError(error, 'E_CLOSED') ? 'closed' : error),
+        );
+        await store.close(); // while the preparation inspects the catalog
+        assert.equal(await preparing, 'closed');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const { rows } = await admin.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+        assert.equal(rows.length, 0, 'no schema was created after close()');
+      } finally {
+        await dropSchema(admin, schema);
+      }
+    });
+
     test('createSchema: false without the table fails with E_STORE_FAILED quoting the migration SQL; after running it, the store works', () =>
       withFixture(pgFixture({ createSchema: false, pool: shared }), async ({ store, schema, table }) => {
         const sql = postgresMigrationSql('items', { schema });

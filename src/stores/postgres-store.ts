@@ -197,6 +197,8 @@ export function postgresStore(options: PostgresStoreOptions): Store {
           { details: { table: ddl.table, collection, sql: ddl.migration } },
         );
       }
+      // A store closed meanwhile creates nothing: after close(), the application may drop the schema.
+      checkOpen();
       await transaction(false, async (client) => {
         // Two processes creating the same schema or table at once can collide in the catalog (a
         // unique violation on pg_namespace or pg_type) despite IF NOT EXISTS: locks on the
@@ -505,7 +507,11 @@ export function postgresStore(options: PostgresStoreOptions): Store {
 
     close() {
       closing ??= (async () => {
+        // Preparations in flight end before close() resolves (those not yet creating anything
+        // stop with E_CLOSED), so nothing is created after it, even on a shared pool.
+        const preparing = [...tables.values()];
         tables.clear();
+        await Promise.allSettled(preparing);
         if (owned) await pool.end();
       })();
       return closing;
