@@ -104,6 +104,45 @@ if (skip) {
         }
       }));
 
+    test('an L2 read overtaken by an invalidation stays out of L1 even when L1 evicted the tombstone', () =>
+      withGroup(async (g) => {
+        let hold: Promise<void> | undefined;
+        let fetched = false;
+        const holdingReads = (l2: Tier): Tier =>
+          new Proxy(l2, {
+            get(target, property) {
+              if (property === 'get') {
+                return async (key: string) => {
+                  const entry = await target.get(key);
+                  if (key === 'c:k' && hold !== undefined) {
+                    fetched = true;
+                    await hold;
+                  }
+                  return entry;
+                };
+              }
+              const member = Reflect.get(target, property) as unknown;
+              return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
+            },
+          });
+        const l1 = memoryTier({ maxEntries: 1 });
+        const [a, b] = [g.instance(), g.instance({ l1, wrapL2: holdingReads })];
+        await g.ready();
+        await a.tier.set('c:k', value(1, 'one'));
+        let release!: () => void;
+        hold = new Promise((resolve) => (release = resolve));
+        const read = b.tier.get('c:k');
+        await waitFor(() => fetched, 5_000, "b's read of version 1");
+        await a.tier.set('c:k', value(2, 'two'));
+        assert.equal((await l1.get('c:k'))?.kind, 'tombstone');
+        await a.tier.set('c:other', value(1, 'other'));
+        await b.tier.get('c:other'); // L1 holds one entry: the tombstone of c:k goes
+        assert.equal(await l1.get('c:k'), undefined);
+        release();
+        assert.equal(valueOf(await read), 'one', 'the read began before the write');
+        assert.equal(valueOf(await b.tier.get('c:k')), 'two');
+      }));
+
     test('a failed L2 write still invalidates the other instances before it is reported', () =>
       withGroup(async (g) => {
         let faulty: FaultyTier | undefined;

@@ -7,9 +7,10 @@
  * after every other live instance acknowledged that it dropped its L1 copy, or after long enough
  * that an instance that did not acknowledge no longer trusts its L1 (see redis-bus.ts for the
  * argument). So once a write-through `set` resolved, a read in any instance finds the new version
- * in its L1, or goes to L2, which got it before the bus did. L1 is versioned: an L2 read that
- * started before the write and answers after the invalidation cannot put the old copy back
- * (the invalidation left a tombstone in L1).
+ * in its L1, or goes to L2, which got it before the bus did. An L2 read that started before the
+ * write and answers after the invalidation cannot put the old copy into L1: the invalidation left
+ * a tombstone in L1, and, should L1 have evicted it, the read is known to have been overtaken by
+ * an invalidation of its key (counted per key while L2 calls are in flight).
  *
  * L1 is read only while the bus says it may be trusted (`bus.connected`). Whenever that changes
  * (the bus connection dropped, or trust came back after a gap in which messages may have been
@@ -52,8 +53,14 @@ class TwoTier implements Tier {
   private readonly bus: InvalidationBus;
   private readonly clock: Clock;
   private readonly l1MaxTtlMs: number;
-  /** Changes whenever the bus connects or disconnects; an L1 write started before is dropped. */
+  /** Changes whenever L1 was emptied (bus state, clear); an L1 write started before is dropped. */
   private epoch = 0;
+  /**
+   * L2 calls in flight whose answer may go into L1, per key, with the number of invalidations of
+   * the key received so far: one received meanwhile keeps that answer out of L1, even if L1 has
+   * evicted the tombstone it left.
+   */
+  private readonly pending = new Map<string, { calls: number; invalidations: number }>();
 
   constructor(options: TwoTierOptions) {
     if (typeof options !== 'object' || options === null || options.l2 === undefined || options.bus === undefined) {
@@ -81,38 +88,50 @@ class TwoTier implements Tier {
   async get(key: string): Promise<TierEntry | undefined> {
     const local = this.freshInL1(key);
     if (local !== undefined) return local;
-    const epoch = this.epoch;
-    const entry = await this.l2.get(key);
-    if (entry !== undefined) await this.keepInL1(key, entry, epoch);
-    return entry;
+    const call = this.begin(key);
+    try {
+      const entry = await this.l2.get(key);
+      if (entry !== undefined) await this.keepInL1(key, entry, call);
+      return entry;
+    } finally {
+      this.end(key);
+    }
   }
 
   async getMany(keys: readonly string[]): Promise<(TierEntry | undefined)[]> {
     const results = keys.map((key) => this.freshInL1(key));
     const missing = keys.filter((_, i) => results[i] === undefined);
     if (missing.length === 0) return results;
-    const epoch = this.epoch;
-    const remote = await this.l2.getMany(missing);
-    let next = 0;
-    for (let i = 0; i < keys.length; i++) {
-      if (results[i] !== undefined) continue;
-      const entry = remote[next++];
-      results[i] = entry;
-      if (entry !== undefined) await this.keepInL1(keys[i]!, entry, epoch);
+    const calls = missing.map((key) => this.begin(key));
+    try {
+      const remote = await this.l2.getMany(missing);
+      let next = 0;
+      for (let i = 0; i < keys.length; i++) {
+        if (results[i] !== undefined) continue;
+        const entry = remote[next];
+        results[i] = entry;
+        if (entry !== undefined) await this.keepInL1(keys[i]!, entry, calls[next]!);
+        next++;
+      }
+      return results;
+    } finally {
+      for (const key of missing) this.end(key);
     }
-    return results;
   }
 
   async set(key: string, entry: TierEntry): Promise<boolean> {
     let applied: boolean;
+    const call = this.begin(key);
     try {
       applied = await this.l2.set(key, entry);
+      if (applied) await this.keepInL1(key, entry, call);
     } catch (error) {
       await this.dropEverywhere(key, entry.version);
       throw error;
+    } finally {
+      this.end(key);
     }
-    if (applied) await this.keepInL1(key, entry, this.epoch);
-    else await this.l1.invalidate(key, entry.version, this.l1MaxTtlMs);
+    if (!applied) await this.l1.invalidate(key, entry.version, this.l1MaxTtlMs);
     await this.bus.publish({ key, version: entry.version });
     return applied;
   }
@@ -149,11 +168,15 @@ class TwoTier implements Tier {
   }
 
   async fill(key: string, entry: TierEntry, lease: Lease): Promise<boolean> {
-    const epoch = this.epoch;
-    const filled = await this.l2.fill(key, entry, lease);
-    // A version-0 fill took L2's version, which this instance does not know: read it from L2 next time.
-    if (filled && entry.version !== 0) await this.keepInL1(key, entry, epoch);
-    return filled;
+    const call = this.begin(key);
+    try {
+      const filled = await this.l2.fill(key, entry, lease);
+      // A version-0 fill took L2's version, which this instance does not know: read it from L2 next time.
+      if (filled && entry.version !== 0) await this.keepInL1(key, entry, call);
+      return filled;
+    } finally {
+      this.end(key);
+    }
   }
 
   evictionPolicy(): Promise<string> {
@@ -179,8 +202,21 @@ class TwoTier implements Tier {
     return entry !== undefined && entry.kind !== 'tombstone' && entry.freshUntil > this.clock.now() ? entry : undefined;
   }
 
-  private async keepInL1(key: string, entry: TierEntry, epoch: number): Promise<void> {
-    if (!this.bus.connected || epoch !== this.epoch) return;
+  /** Marks an L2 call on `key` whose answer may go into L1; pair with end(key). */
+  private begin(key: string): { epoch: number; invalidations: number } {
+    let slot = this.pending.get(key);
+    if (slot === undefined) this.pending.set(key, (slot = { calls: 0, invalidations: 0 }));
+    slot.calls++;
+    return { epoch: this.epoch, invalidations: slot.invalidations };
+  }
+
+  private end(key: string): void {
+    const slot = this.pending.get(key)!;
+    if (--slot.calls === 0) this.pending.delete(key);
+  }
+
+  private async keepInL1(key: string, entry: TierEntry, call: { epoch: number; invalidations: number }): Promise<void> {
+    if (!this.bus.connected || call.epoch !== this.epoch || this.pending.get(key)?.invalidations !== call.invalidations) return;
     const cap = this.clock.now() + this.l1MaxTtlMs;
     await this.l1.set(key, { ...entry, freshUntil: Math.min(entry.freshUntil, cap), staleUntil: Math.min(entry.staleUntil, cap) });
   }
@@ -198,8 +234,8 @@ class TwoTier implements Tier {
       await this.l1.clear();
       return;
     }
-    // Without a version, a tombstone would admit an in-flight L2 read of the same version: drop those reads.
-    if (message.version === undefined) this.epoch++;
+    const slot = this.pending.get(message.key);
+    if (slot !== undefined) slot.invalidations++;
     await this.l1.invalidate(message.key, message.version, this.l1MaxTtlMs);
   }
 
