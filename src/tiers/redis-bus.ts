@@ -246,8 +246,11 @@ class RedisBus implements InvalidationBus {
     if (this.closing) return;
     this.closing = true;
     clearTimeout(this.heartbeatTimer);
-    // Writes already sent still wait for their acknowledgements, which come over the subscriber.
-    await Promise.all([...this.inFlight]);
+    // Writes already sent still wait for their acknowledgements, which come over the subscriber;
+    // not longer than their bound (a script stuck on a dead connection must not hold close()).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([...this.inFlight]), new Promise((resolve) => (timer = setTimeout(resolve, this.ackBoundMs)))]);
+    clearTimeout(timer);
     this.closed = true;
     this.ready = false;
     this.trustedUntil = 0;
