@@ -11,7 +11,7 @@
  *                         connection), then SET PX
  *   raw, store's SQL      the statement postgresStore sends for a one-entry write on a pool whose
  *                         connections carry statement_timeout (as here): the single-row upsert
- *                         with RETURNING, in autocommit on a checked-out connection, then SET PX
+ *                         in autocommit on a checked-out connection, then SET PX
  *   raw, store's SQL+Lua  the same, with the Redis step done by redisTier.set() (the set-if-newer
  *                         Lua script) instead of SET
  *   cachewise             collection.set(): all of the above, plus value validation, version
@@ -141,16 +141,16 @@ function storeStatements(table: string, pool: pg.Pool, transaction: boolean): (k
   const upsert =
     `INSERT INTO ${table} AS t ("key", "value", "version", "updated_at") VALUES ($1::text, $2::text, $3::bigint, now()) ` +
     'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at" ' +
-    'WHERE t."version" < excluded."version" RETURNING t."key"';
+    'WHERE t."version" < excluded."version"';
   let version = rawVersionStart();
   return async (key, json) => {
     const client = await pool.connect();
     try {
       if (transaction) await client.query(begin);
       const mine = ++version;
-      const { rows } = await client.query(upsert, [key, json, mine]);
+      const { rowCount } = await client.query(upsert, [key, json, mine]);
       if (transaction) await client.query('COMMIT');
-      return rows.length === 1 ? mine : 0;
+      return rowCount === 1 ? mine : 0;
     } catch (error) {
       if (transaction) await client.query('ROLLBACK').catch(() => undefined);
       throw error;

@@ -129,7 +129,7 @@ interface Table {
   /** `"schema"."table"`, quoted. */
   readonly name: string;
   readonly load: string;
-  /** The upsert of one entry: $1 key, $2 value, $3 version. */
+  /** The upsert of one entry: $1 key, $2 value, $3 version; its row count is 1 when written. */
   readonly upsertOne: string;
   /** The upsert of a batch: $1 keys, $2 values, $3 versions (arrays). */
   readonly upsert: string;
@@ -348,9 +348,10 @@ export function postgresStore(options: PostgresStoreOptions): Store {
   /** Runs one upsert of `writes`; the keys it wrote (not superseded). */
   async function upsert(client: PoolClient, table: Table, writes: readonly StoreWrite[]): Promise<Set<string>> {
     if (writes.length === 1) {
+      // The row count says whether it was written: no RETURNING row to describe and parse.
       const [w] = writes as [StoreWrite];
-      const { rows } = await client.query<{ key: string }>(table.upsertOne, [w.key, w.op === 'set' ? w.json : null, w.version]);
-      return new Set(rows.map((row) => row.key));
+      const { rowCount } = await client.query(table.upsertOne, [w.key, w.op === 'set' ? w.json : null, w.version]);
+      return new Set(rowCount === 1 ? [w.key] : []);
     }
     const keys = writes.map((w) => w.key);
     const values = writes.map((w) => (w.op === 'set' ? w.json : null));
@@ -573,7 +574,7 @@ function tableSql(name: string): Table {
     upsertOne:
       `INSERT INTO ${name} AS t ("key", "value", "version", "updated_at") VALUES ($1::text, $2::text, $3::bigint, now()) ` +
       'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at" ' +
-      'WHERE t."version" < excluded."version" RETURNING t."key"',
+      'WHERE t."version" < excluded."version"',
     upsert:
       `INSERT INTO ${name} AS t ("key", "value", "version", "updated_at") ` +
       'SELECT w."key", w."value", w."version", now() FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w("key", "value", "version") ' +
