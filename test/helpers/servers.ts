@@ -15,19 +15,32 @@ function portAnswers(url: string, defaultPort: number): Promise<boolean> {
   const key = `${hostname}:${port || defaultPort}`;
   let answer = answers.get(key);
   if (answer === undefined) {
-    answer = new Promise((resolve) => {
-      const socket = new Socket();
-      const done = (ok: boolean) => {
-        socket.destroy();
-        resolve(ok);
-      };
-      socket.setTimeout(1000, () => done(false));
-      socket.once('error', () => done(false));
-      socket.connect(Number(port || defaultPort), hostname.replace(/^\[|\]$/g, ''), () => done(true));
-    });
+    answer = (async () => {
+      // A busy machine can hold the event loop long enough for a timer to fire before the
+      // connect event is handled: a timeout counts only when the socket is really not open, and
+      // a refusal is tried again before the server is called missing.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        if (await connects(hostname.replace(/^\[|\]$/g, ''), Number(port || defaultPort))) return true;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+      return false;
+    })();
     answers.set(key, answer);
   }
   return answer;
+}
+
+function connects(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(3000, () => done(socket.readyState === 'open'));
+    socket.once('error', () => done(false));
+    socket.connect(port, host, () => done(true));
+  });
 }
 
 /**
