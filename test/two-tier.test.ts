@@ -9,9 +9,11 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createCache, memoryTier } from '../src/index.js';
+import { redisTier } from '../src/tiers/redis-tier.js';
 import type { Tier, TierEntry } from '../src/tiers/tier.js';
 import { tierConformance } from './conformance/tier-conformance.js';
 import { FaultyTier } from './helpers/faulty-tier.js';
+import { HeldStore } from './helpers/held-store.js';
 import { skipUnlessRedisServer, startRedisServer, type RedisServer } from './helpers/redis-servers.js';
 import { REDIS_URL, skipUnless } from './helpers/servers.js';
 import { tempSqlite } from './helpers/sqlite.js';
@@ -230,6 +232,38 @@ if (skip) {
         sqlite.cleanup();
       }
     });
+  });
+
+  describe('caches sharing Redis: a read that began after a write resolved in another instance sees it (contract 3)', () => {
+    for (const kind of ['redisTier', 'twoTier'] as const) {
+      test(`${kind}: such a read does not join a load of this instance that began before the write`, async () => {
+        const sqlite = tempSqlite();
+        const held = new HeldStore(sqlite.store);
+        const g = group();
+        const tierOf = (): Tier => (kind === 'twoTier' ? g.instance().tier : redisTier({ client: g.client(), prefix: g.prefix }));
+        const [tierA, tierB] = [tierOf(), tierOf()];
+        await g.ready();
+        const a = await createCache({ store: sqlite.store, tier: tierA });
+        const b = await createCache({ store: held, tier: tierB });
+        try {
+          const policy = { write: 'around', read: 'through' } as const;
+          const [usersA, usersB] = [a.collection<{ n: number }>('users', policy), b.collection<{ n: number }>('users', policy)];
+          await usersA.set('u', { n: 1 });
+          const hold = held.holdNext('load');
+          const before = usersB.get('u'); // b loads version 1; its answer is held
+          await hold.reached;
+          await usersA.set('u', { n: 2 });
+          const after = usersB.get('u'); // began after the write resolved
+          hold.release();
+          assert.equal((await before)?.n, 1, 'began before the write');
+          assert.equal((await after)?.n, 2, 'began after the write');
+        } finally {
+          await Promise.allSettled([a.close(), b.close()]);
+          await g.close();
+          sqlite.cleanup();
+        }
+      });
+    }
   });
 
   const skipOwned = skipUnlessRedisServer();

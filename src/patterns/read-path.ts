@@ -45,7 +45,8 @@ export class ReadPath {
     const cached = this.cachedInProcess(key);
     if (cached !== undefined) return this.settle(key, cached);
     // One callback from the tier's answer to the caller's value: a hit on a remote tier is hot.
-    return this.ctx.tierGet(key).then(
+    return this.ctx.tierGetThen(
+      key,
       (entry) => this.settle(key, this.judge(entry)),
       () => this.settle(key, this.miss(undefined, true)),
     );
@@ -75,7 +76,7 @@ export class ReadPath {
         this.refreshInBackground(key, cached.entry);
         return cached.value;
       case 'miss':
-        return this.flights.run(key, () => this.loadOne(key, cached.entry, !cached.tierDown));
+        return this.flights.run(key, () => this.loadOne(key, cached.entry, !cached.tierDown), cached.entry?.version ?? 0);
     }
   }
 
@@ -107,7 +108,7 @@ export class ReadPath {
         results[i] = cached.value;
         this.refreshInBackground(key, cached.entry);
       } else {
-        const flight = this.flights.get(key);
+        const flight = this.flights.get(key, cached.entry?.version ?? 0);
         if (flight !== undefined) waits.push(flight.then((value) => void (results[i] = value)));
         else {
           const slot = toLoad.get(key) ?? { entry: cached.entry, indexes: [] };
@@ -120,8 +121,10 @@ export class ReadPath {
       const batchKeys = [...toLoad.keys()];
       const batch = this.loadBatch(batchKeys, entries !== undefined);
       for (const [n, [key, slot]] of [...toLoad].entries()) {
-        const flight = this.flights.run(key, () =>
-          batch.then((loaded) => (loaded.records === undefined ? this.loadFailed(key, slot.entry, loaded.error) : this.accept(key, loaded.records[n], loaded.leases[n]))),
+        const flight = this.flights.run(
+          key,
+          () => batch.then((loaded) => (loaded.records === undefined ? this.loadFailed(key, slot.entry, loaded.error) : this.accept(key, loaded.records[n], loaded.leases[n]))),
+          slot.entry?.version ?? 0,
         );
         waits.push(flight.then((value) => slot.indexes.forEach((i) => (results[i] = value))));
       }
@@ -228,7 +231,7 @@ export class ReadPath {
   private refreshInBackground(key: string, entry: TierEntry): void {
     if (this.flights.get(key) !== undefined) return;
     // Failures are reported by loadOne through events; the stale value was already served.
-    this.flights.run(key, () => this.loadOne(key, entry, true)).catch(() => undefined);
+    this.flights.run(key, () => this.loadOne(key, entry, true), entry.version).catch(() => undefined);
   }
 
   private judge(entry: TierEntry | undefined): Cached {
