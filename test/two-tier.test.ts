@@ -41,6 +41,44 @@ const value = (version: number, v: unknown = version): TierEntry => ({ kind: 'va
 const valueOf = (entry: TierEntry | undefined): unknown => (entry?.kind === 'value' ? entry.value : undefined);
 const l1Of = (i: TwoTierInstance): Tier => (i.tier as unknown as { l1: Tier }).l1;
 
+/** Wraps an L2 so that the next `operation` on `key` answers only when released (after it ran). */
+function holdingL2(operation: 'get' | 'set', key: string) {
+  let hold: Promise<void> | undefined;
+  let release = () => undefined as void;
+  let arrive = () => undefined as void;
+  let reached = Promise.resolve();
+  const wrap = (l2: Tier): Tier =>
+    new Proxy(l2, {
+      get(target, property) {
+        const member = Reflect.get(target, property) as unknown;
+        if (typeof member !== 'function') return member;
+        const call = (member as (...args: unknown[]) => Promise<unknown>).bind(target);
+        if (property !== operation) return call;
+        return async (...args: unknown[]) => {
+          const result = await call(...args);
+          const waiting = hold;
+          if (args[0] === key && waiting !== undefined) {
+            hold = undefined;
+            arrive();
+            await waiting;
+          }
+          return result;
+        };
+      },
+    });
+  return {
+    wrap,
+    holdNext(): void {
+      hold = new Promise<void>((resolve) => (release = resolve));
+      reached = new Promise<void>((resolve) => (arrive = resolve));
+    },
+    get reached(): Promise<void> {
+      return reached;
+    },
+    release: () => release(),
+  };
+}
+
 after(async () => {
   if (skip) return;
   const cleaner = redisClient(REDIS_URL, { failFast: false });
@@ -108,41 +146,38 @@ if (skip) {
 
     test('an L2 read overtaken by an invalidation stays out of L1 even when L1 evicted the tombstone', () =>
       withGroup(async (g) => {
-        let hold: Promise<void> | undefined;
-        let fetched = false;
-        const holdingReads = (l2: Tier): Tier =>
-          new Proxy(l2, {
-            get(target, property) {
-              if (property === 'get') {
-                return async (key: string) => {
-                  const entry = await target.get(key);
-                  if (key === 'c:k' && hold !== undefined) {
-                    fetched = true;
-                    await hold;
-                  }
-                  return entry;
-                };
-              }
-              const member = Reflect.get(target, property) as unknown;
-              return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
-            },
-          });
+        const held = holdingL2('get', 'c:k');
         const l1 = memoryTier({ maxEntries: 1 });
-        const [a, b] = [g.instance(), g.instance({ l1, wrapL2: holdingReads })];
+        const [a, b] = [g.instance(), g.instance({ l1, wrapL2: held.wrap })];
         await g.ready();
         await a.tier.set('c:k', value(1, 'one'));
-        let release!: () => void;
-        hold = new Promise((resolve) => (release = resolve));
+        held.holdNext();
         const read = b.tier.get('c:k');
-        await waitFor(() => fetched, 5_000, "b's read of version 1");
+        await held.reached;
         await a.tier.set('c:k', value(2, 'two'));
         assert.equal((await l1.get('c:k'))?.kind, 'tombstone');
         await a.tier.set('c:other', value(1, 'other'));
         await b.tier.get('c:other'); // L1 holds one entry: the tombstone of c:k goes
         assert.equal(await l1.get('c:k'), undefined);
-        release();
+        held.release();
         assert.equal(valueOf(await read), 'one', 'the read began before the write');
         assert.equal(valueOf(await b.tier.get('c:k')), 'two');
+      }));
+
+    test("a write whose L1 step an invalidation overtook still leaves no older copy in its instance's L1", () =>
+      withGroup(async (g) => {
+        const held = holdingL2('set', 'c:k');
+        const [a, b] = [g.instance({ wrapL2: held.wrap }), g.instance()];
+        await g.ready();
+        await a.tier.set('c:k', value(2, 'two'));
+        assert.equal(valueOf(await l1Of(a).get('c:k')), 'two');
+        held.holdNext();
+        const write = a.tier.set('c:k', value(3, 'three')); // applied in L2, its answer held
+        await held.reached;
+        await b.tier.invalidate('c:k', 1, 60_000); // an older invalidation reaches a meanwhile
+        held.release();
+        await write;
+        assert.equal(valueOf(await a.tier.get('c:k')), 'three');
       }));
 
     test('a failed L2 write still invalidates the other instances before it is reported', () =>

@@ -124,7 +124,8 @@ class TwoTier implements Tier {
     const call = this.begin(key);
     try {
       applied = await this.l2.set(key, entry);
-      if (applied) await this.keepInL1(key, entry, call);
+      // Not kept (an invalidation overtook it): L1 must still hold nothing older than this write.
+      if (applied && !(await this.keepInL1(key, entry, call))) await this.l1.invalidate(key, entry.version, this.l1MaxTtlMs);
     } catch (error) {
       await this.dropEverywhere(key, entry.version);
       throw error;
@@ -215,10 +216,12 @@ class TwoTier implements Tier {
     if (--slot.calls === 0) this.pending.delete(key);
   }
 
-  private async keepInL1(key: string, entry: TierEntry, call: { epoch: number; invalidations: number }): Promise<void> {
-    if (!this.bus.connected || call.epoch !== this.epoch || this.pending.get(key)?.invalidations !== call.invalidations) return;
+  /** Puts an L2 answer into L1 unless L1 was emptied or the key invalidated meanwhile; says whether it tried. */
+  private async keepInL1(key: string, entry: TierEntry, call: { epoch: number; invalidations: number }): Promise<boolean> {
+    if (!this.bus.connected || call.epoch !== this.epoch || this.pending.get(key)?.invalidations !== call.invalidations) return false;
     const cap = this.clock.now() + this.l1MaxTtlMs;
     await this.l1.set(key, { ...entry, freshUntil: Math.min(entry.freshUntil, cap), staleUntil: Math.min(entry.staleUntil, cap) });
+    return true;
   }
 
   /** After a failed L2 write: no instance may keep serving its L1 copy of the key. */
