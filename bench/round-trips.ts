@@ -178,9 +178,10 @@ await main(async () => {
   }
   await hit.close();
 
-  // Write-through sets.
-  const cwPool = statements.watch(pgPool(10, 'bench-cachewise'));
-  const rawPool = statements.watch(pgPool(10, 'bench-raw'));
+  // Write-through sets, on pools whose connections carry statement_timeout as in write-through.ts
+  // (so the store writes in autocommit).
+  const cwPool = statements.watch(pgPool(10, 'bench-cachewise', { statement_timeout: 5000 }));
+  const rawPool = statements.watch(pgPool(10, 'bench-raw', { statement_timeout: 5000 }));
   const wt = await writeThroughContenders({
     admin,
     cwPool,
