@@ -109,9 +109,9 @@ export class CollectionContext {
     return { kind: 'value', version, value, freshUntil, staleUntil: freshUntil + this.staleWindowMs() };
   }
 
-  /** A negative entry: the database has no row. */
-  absentEntry(version: number): TierEntry {
-    const freshUntil = this.clock.now() + this.jitteredTtl(this.policy.negativeTtlMs);
+  /** A negative entry: the database has no row (fresh for `ttlMs`, default the negativeTtl). */
+  absentEntry(version: number, ttlMs = this.policy.negativeTtlMs): TierEntry {
+    const freshUntil = this.clock.now() + this.jitteredTtl(ttlMs);
     return { kind: 'absent', version, freshUntil, staleUntil: freshUntil };
   }
 

@@ -15,6 +15,9 @@ import type { CollectionContext } from './context.js';
 import { SingleFlight } from './single-flight.js';
 import type { WriteBackQueue } from './write-back/write-back-queue.js';
 
+/** With negativeTtl 0, how long a lease holder's "absent" stays visible to the processes waiting for it. */
+const SHARED_ABSENT_MS = 250;
+
 /** What the cache alone says about a key. */
 export type Cached =
   | { readonly state: 'hit'; readonly value: unknown }
@@ -155,8 +158,12 @@ export class ReadPath {
   /** Serves a value loaded by the application (cache-aside) or the store, filling under `lease`. */
   async fillLoaded(key: string, value: unknown, version: number, lease: Lease | undefined): Promise<boolean> {
     if (this.writeBack?.peek(key) !== undefined) return false;
-    const entry = value === undefined ? (this.ctx.policy.negativeTtlMs > 0 ? this.ctx.absentEntry(version) : undefined) : this.ctx.valueEntry(value, version);
-    return entry === undefined ? false : this.ctx.tryFill(key, entry, lease);
+    if (value !== undefined) return this.ctx.tryFill(key, this.ctx.valueEntry(value, version), lease);
+    // "Not in the database" is cached for negativeTtl. Without one, a lease holder on a shared
+    // tier still shares the answer briefly with the processes waiting for its fill; otherwise
+    // they would wait out the whole leaseWait and load the same missing key again.
+    const absentMs = this.ctx.policy.negativeTtlMs > 0 ? this.ctx.policy.negativeTtlMs : lease !== undefined && this.ctx.tier.capabilities.shared ? Math.min(this.ctx.policy.leaseWaitMs, SHARED_ABSENT_MS) : 0;
+    return absentMs > 0 ? this.ctx.tryFill(key, this.ctx.absentEntry(version, absentMs), lease) : false;
   }
 
   /** Handles a failed load: an expired value within stale-if-error, or E_LOAD_FAILED. */
