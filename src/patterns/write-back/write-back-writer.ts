@@ -5,7 +5,7 @@
 import { recordMs } from '../../stats.js';
 import type { CollectionContext } from '../context.js';
 import type { UnflushedWrite, WriteResult, Writer } from '../writer.js';
-import type { IncomingWrite, WriteBackQueue } from './write-back-queue.js';
+import type { IncomingWrite, PendingWrite, WriteBackQueue } from './write-back-queue.js';
 
 export class WriteBackWriter implements Writer {
   constructor(
@@ -17,16 +17,18 @@ export class WriteBackWriter implements Writer {
   async write(writes: readonly IncomingWrite[]): Promise<WriteResult[]> {
     const started = performance.now();
     const accepted = await this.queue.accept(writes);
-    await Promise.all(
-      accepted.map(async (w) => {
-        this.onWritten(w.key);
-        if (w.op === 'set') await this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.value, w.version));
-        else await this.ctx.protect(w.key, w.version);
-      }),
-    );
+    // One write (set, delete) is the common case: no array of promises for it.
+    if (accepted.length === 1) await this.cache(accepted[0]!);
+    else await Promise.all(accepted.map((w) => this.cache(w)));
     this.ctx.stats.counters.writes += writes.length;
     recordMs(this.ctx.stats.writeLatency, performance.now() - started);
     return accepted.map((w) => ({ key: w.key, version: w.version }));
+  }
+
+  /** Puts an accepted write in the cache (a delete as a tombstone); never throws. */
+  private cache(w: PendingWrite): Promise<void> {
+    this.onWritten(w.key);
+    return w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.value, w.version)) : this.ctx.protect(w.key, w.version);
   }
 
   flush(timeoutMs: number): Promise<void> {
