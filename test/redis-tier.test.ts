@@ -314,12 +314,58 @@ function registerSuites(skipOwned: false | string): void {
       assert.deepEqual(await tier.setMany([]), []);
     });
 
+    test('the generation is the id in <prefix>generation; a set begun before the marker was lost is refused and tombstones the key (contract 1)', async () => {
+      const prefix = nextPrefix();
+      const redis = shared();
+      const tier = redisTier({ client: redis, prefix });
+      await tier.get('c:warm');
+      const before = tier.generation!();
+      assert.equal(await redis.get(`${prefix}generation`), before, 'read (and created) when the tier was created');
+      assert.equal(await redis.ttl(`${prefix}generation`), -1, 'the marker never expires');
+      assert.equal(await tier.set('c:a', value(5), before), true);
+      // What FLUSHALL, or a restart without persistence, does to this prefix; no reconnect.
+      await redis.del(`${prefix}generation`, `${prefix}{c:a}`);
+      assert.equal(await tier.set('c:a', value(4), before), false, 'nothing newer is left to compare with: refused');
+      assert.match((await redis.get(`${prefix}{c:a}`))!, /^tombstone 4 0 \d+\n$/, 'tombstoned at its version instead');
+      const after = await redis.get(`${prefix}generation`);
+      assert.match(after!, /^t\d+\.\d+$/, 'the marker is back, with an id from the server clock');
+      assert.equal(tier.generation!(), after, 'the refused set told the tier');
+      assert.equal(await tier.set('c:a', value(6), after), true, 'a write begun in the new generation is cached');
+      // Another process with the marker gone too learns it the same way.
+      const other = redisTier({ client: connect(), prefix });
+      await other.get('c:warm');
+      assert.equal(other.generation!(), after);
+      await Promise.all([tier.close(), other.close()]);
+    });
+
+    test('a set under a generation is refused when another process already renewed the marker; older fills stay out', async () => {
+      const prefix = nextPrefix();
+      const tier = redisTier({ client: shared(), prefix });
+      await tier.get('c:warm');
+      const before = tier.generation!();
+      await shared().set(`${prefix}generation`, 'gRenewedElsewhere');
+      await tier.set('c:a', value(11)); // no generation: no check
+      assert.deepEqual(await tier.setMany([{ key: 'c:a', entry: value(10), generation: before }, { key: 'c:b', entry: value(3), generation: before }]), [false, false]);
+      assert.deepEqual((await tier.getMany(['c:a', 'c:b'])).map((e) => [e?.kind, e?.version]), [
+        ['value', 11],
+        ['tombstone', 3],
+      ], 'a newer entry stays; a missing one is tombstoned at the refused version');
+      assert.equal(tier.generation!(), 'gRenewedElsewhere');
+      const lease = await tier.lease('c:b', 60_000);
+      assert.equal(await tier.fill('c:b', value(2), lease), false, 'an older row does not fill over the tombstone');
+      await tier.close();
+    });
+
     test('a client that returns numbers as strings (stringNumbers) reads the same answers', async () => {
       const tier = redisTier({ client: connect(REDIS_URL, { stringNumbers: true }), prefix: nextPrefix() });
       assert.equal(await tier.set('c:a', value(2)), true);
       assert.equal(await tier.set('c:a', value(1)), false);
       assert.deepEqual(await tier.setMany([{ key: 'c:a', entry: value(3) }]), [true]);
       assert.equal(await tier.remove('c:a', 3), true);
+      await tier.get('c:warm');
+      assert.equal(await tier.set('c:a', value(4), tier.generation!()), true);
+      assert.equal(await tier.set('c:a', value(4), 'gOther'), false);
+      assert.notEqual(tier.generation!(), 'gOther');
     });
 
     test('without ioredis installed, a url tier fails with E_MISSING_DEPENDENCY and a passed client needs no import', () => {
@@ -468,6 +514,28 @@ function registerSuites(skipOwned: false | string): void {
       await tier.close();
     });
 
+    test('a restart that empties Redis gives the tier a new generation: a set begun before it is refused (contract 1)', async () => {
+      const server = await ownServer();
+      const client = connect(server.url);
+      const tier = redisTier({ client, prefix: 'cw:' });
+      await tier.get('c:warm');
+      const before = tier.generation!();
+      assert.equal(await tier.set('c:a', value(2), before), true);
+      await server.restart();
+      startedPids.add(server.pid!);
+      // Re-read when the client reconnects, before any write is refused.
+      for (let i = 0; i < 100 && tier.generation!() === before; i++) {
+        await tier.get('c:warm').catch(() => undefined);
+        await sleep(50);
+      }
+      assert.notEqual(tier.generation!(), before, 'a new generation after the restart');
+      assert.equal(await client.get('cw:generation'), tier.generation!());
+      assert.equal(await tier.set('c:a', value(1), before), false, 'the older write begun before the restart is not cached');
+      assert.equal((await tier.get('c:a'))?.kind, 'tombstone');
+      assert.equal(await tier.set('c:a', value(3), tier.generation!()), true);
+      await tier.close();
+    });
+
     test("redisEvictionPolicy reads 'allkeys-lru' from a server started with it", async () => {
       const server = await ownServer(['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru']);
       assert.equal(await redisEvictionPolicy(connect(server.url)), 'allkeys-lru');
@@ -479,6 +547,15 @@ function registerSuites(skipOwned: false | string): void {
       const { client } = await cluster();
       const tier = redisTier({ client, prefix: nextPrefix() });
       return { tier, now: () => Date.now(), cleanup: () => clearAndClose(tier) };
+    });
+
+    test('no generation on a Cluster (the marker would be in one slot only): a set under any generation is not checked', async () => {
+      const { client } = await cluster();
+      const tier = redisTier({ client, prefix: nextPrefix() });
+      assert.equal(tier.generation!(), undefined);
+      assert.equal(await tier.set('c:a', value(1), 'gAnything'), true);
+      assert.deepEqual(await tier.setMany([{ key: 'c:b', entry: value(1), generation: 'gAnything' }]), [true]);
+      await tier.clear();
     });
 
     test('an entry and its lease share a slot, and keys spread over every master', async () => {

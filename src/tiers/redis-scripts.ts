@@ -5,7 +5,9 @@
  *
  * Each script touches exactly two keys, the entry and its lease, both declared in KEYS and
  * sharing one hash tag (`<prefix>{<key>}` and `<prefix>{<key>}:lease`), so they run on a Redis
- * Cluster too.
+ * Cluster too. The exceptions are single-Redis only: the generation marker (`<prefix>generation`,
+ * a random id that a Redis losing its data loses too) is read by `generation` and checked by
+ * `setInGeneration`, which a Cluster cannot run (the marker is in one slot, the entry in another).
  *
  * An entry is one string, so that a read is one GET: a header line
  * `<kind> <version> <freshUntil> <staleUntil>`, then a newline, then the value as JSON (values
@@ -52,15 +54,8 @@ export interface ScriptSource {
   readonly lua: string;
 }
 
-/**
- * set-if-newer. KEYS: entry, lease. ARGV: kind, version, json, freshUntil, staleUntil, ttl.
- * A value or absent marker is replaced only by a strictly higher version, a tombstone by its
- * own version or higher (isNewer in tier.ts). When it applies it revokes the lease. Returns 1
- * when applied, 0 otherwise.
- */
-const set: ScriptSource = {
-  numberOfKeys: 2,
-  lua: `${PRELUDE}
+/** The body of set-if-newer, shared by `set` and `setInGeneration`. */
+const SET_IF_NEWER = `
 local kind, version = current(KEYS[1])
 local incoming = tonumber(ARGV[2])
 if version ~= nil then
@@ -73,6 +68,58 @@ end
 redis.call('DEL', KEYS[2])
 store(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 return 1
+`;
+
+/**
+ * set-if-newer. KEYS: entry, lease. ARGV: kind, version, json, freshUntil, staleUntil, ttl.
+ * A value or absent marker is replaced only by a strictly higher version, a tombstone by its
+ * own version or higher (isNewer in tier.ts). When it applies it revokes the lease. Returns 1
+ * when applied, 0 otherwise.
+ */
+const set: ScriptSource = { numberOfKeys: 2, lua: `${PRELUDE}${SET_IF_NEWER}` };
+
+/**
+ * set-if-newer within a generation (single Redis only). KEYS: entry, lease, generation marker.
+ * ARGV: as `set`, then the generation the write began under. When the marker still holds that
+ * generation, it is `set`. Otherwise the Redis lost its data since (the marker is missing: it is
+ * created again with a fresh id from the server's clock, which no earlier id equals) or
+ * another process already noticed (the marker differs): what is cached may be older than what
+ * was lost, so the entry is not stored; the key is tombstoned at its version instead (unless
+ * something newer is cached), which also revokes the lease so that no load begun before fills
+ * an older row. Returns 1 or 0 as `set`, or the marker's generation (a string starting with a
+ * letter) when it refused for that reason.
+ */
+const setInGeneration: ScriptSource = {
+  numberOfKeys: 3,
+  lua: `${PRELUDE}
+local marker = redis.call('GET', KEYS[3])
+if not marker then
+  local now = redis.call('TIME')
+  marker = 't' .. now[1] .. '.' .. now[2]
+  redis.call('SET', KEYS[3], marker)
+end
+if marker ~= ARGV[7] then
+  redis.call('DEL', KEYS[2])
+  local kind, version = current(KEYS[1])
+  if version == nil or version <= tonumber(ARGV[2]) then
+    store(KEYS[1], 'tombstone', ARGV[2], '', '0', ARGV[5], ARGV[6])
+  end
+  return marker
+end
+${SET_IF_NEWER}`,
+};
+
+/**
+ * the tier's generation. KEYS: generation marker. ARGV: a fresh id. Returns the marker's id,
+ * creating it with ARGV[1] when missing (a new or emptied Redis).
+ */
+const generation: ScriptSource = {
+  numberOfKeys: 1,
+  lua: `
+local marker = redis.call('GET', KEYS[1])
+if marker then return marker end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
 `,
 };
 
@@ -155,6 +202,6 @@ return 1
 `,
 };
 
-export const REDIS_SCRIPTS = { set, invalidate, remove, lease, fill } as const;
+export const REDIS_SCRIPTS = { set, setInGeneration, invalidate, remove, lease, fill, generation } as const;
 
 export type RedisScriptName = keyof typeof REDIS_SCRIPTS;

@@ -19,6 +19,20 @@
  * else under its prefix, or a hash of the layout before this one) reads as a miss, and the
  * version rules treat it as nothing cached: the next write replaces it.
  *
+ * Contract 1 across a restart: a Redis that restarted empty (or was flushed) holds nothing that
+ * could refuse an older version, so a write that began before the loss must not cache its value
+ * after it. The tier keeps a generation marker, the string `<prefix>generation` holding a random
+ * id, read (or created) when the client connects and again after every reconnect;
+ * `generation()` is the id last known. A write passes the generation it began under to `set`,
+ * whose script stores the entry only if the marker still holds it, and otherwise tombstones the
+ * key at the entry's version (revoking its lease) and answers the marker's current id, which the
+ * tier adopts. The check is on the server: an id the tier has not yet re-read only costs refused
+ * sets (misses), never a wrong one. The marker has no TTL; clear() deletes it first.
+ * Fills need no marker: their lease, a key too, is lost with the data, so a fill begun before
+ * the loss is refused.
+ * On a Redis Cluster the marker would sit in one slot, out of reach of the scripts of every other
+ * slot: there `generation()` is undefined and writes are not checked (see README, Redis tier).
+ *
  * Reads carry no timer of their own when the client bounds every command (a single Redis with
  * `commandTimeout`): `capabilities.getTimeoutMs` tells the core, which then skips its own.
  *
@@ -113,6 +127,12 @@ class RedisTier implements Tier {
   /** ioredis method name of each script, defined on the client. */
   private readonly scripts: Record<RedisScriptName, string>;
   private closed = false;
+  /** The generation marker's key; undefined on a Cluster (no generation check). */
+  private readonly generationKey: string | undefined;
+  /** The marker's id as last read or learned from a refused set; undefined until then. */
+  private epoch: string | undefined;
+  /** Stops re-reading the marker on reconnects (on close). */
+  private readonly unwatch: () => void = () => undefined;
 
   constructor(options: RedisTierOptions) {
     const settings = validateOptions(options);
@@ -134,6 +154,19 @@ class RedisTier implements Tier {
       ...(getTimeoutMs === undefined ? {} : { getTimeoutMs }),
     } as const);
     this.scripts = defineScripts(this.client);
+    if (!isCluster(this.client)) {
+      this.generationKey = `${this.prefix}generation`;
+      this.unwatch = onReady(this.client, this.readGeneration);
+      // Now, unless the client waits for a first command (lazyConnect): a client still connecting
+      // queues the read ahead of the commands that follow, so the first writes know the id.
+      if (this.client.status !== 'wait') this.readGeneration();
+    }
+  }
+
+  generation(): unknown {
+    if (this.generationKey === undefined) return undefined;
+    // Unknown (not read yet, or just cleared): a write under it is refused, as under a changed one.
+    return this.epoch ?? UNKNOWN_GENERATION;
   }
 
   // Not async: a hit is on the hot path, and each async layer costs a promise and a microtask.
@@ -161,22 +194,22 @@ class RedisTier implements Tier {
     return replies.map(this.decodeReply);
   }
 
-  set(key: string, entry: TierEntry): Promise<boolean> {
+  set(key: string, entry: TierEntry, generation?: unknown): Promise<boolean> {
     let command: Command;
     try {
       this.assertOpen();
-      command = this.setCommand(key, entry);
+      command = this.setCommand(key, entry, generation);
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.call(command).then(applied);
+    return this.call(command).then(this.setApplied);
   }
 
-  async setMany(items: readonly { key: string; entry: TierEntry }[]): Promise<boolean[]> {
+  async setMany(items: readonly { key: string; entry: TierEntry; generation?: unknown }[]): Promise<boolean[]> {
     this.assertOpen();
     // Build every command first, so that one bad entry rejects the batch before anything is sent.
-    const commands = items.map(({ key, entry }) => this.setCommand(key, entry));
-    return (await this.callMany(commands)).map(applied);
+    const commands = items.map(({ key, entry, generation }) => this.setCommand(key, entry, generation));
+    return (await this.callMany(commands)).map(this.setApplied);
   }
 
   async invalidate(key: string, version: number | undefined, ttlMs: number): Promise<void> {
@@ -226,6 +259,11 @@ class RedisTier implements Tier {
 
   async clear(): Promise<void> {
     this.assertOpen();
+    // The generation goes first: a write begun before must not cache into the emptied tier.
+    if (this.generationKey !== undefined) {
+      this.epoch = undefined;
+      await this.client.del(this.generationKey);
+    }
     const pattern = `${escapeGlob(`${this.client.options.keyPrefix ?? ''}${this.prefix}{`)}*`;
     for (const node of await masterNodes(this.client)) await clearNode(node, pattern);
   }
@@ -233,6 +271,7 @@ class RedisTier implements Tier {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unwatch();
     if (!this.ownsClient) return;
     try {
       await this.client.quit();
@@ -242,9 +281,39 @@ class RedisTier implements Tier {
     }
   }
 
-  private setCommand(key: string, entry: TierEntry): Command {
-    return [this.scripts.set, this.entryKey(key), this.leaseKey(key), ...this.entryArguments(key, entry)];
+  private setCommand(key: string, entry: TierEntry, generation: unknown): Command {
+    if (generation === undefined || this.generationKey === undefined) {
+      return [this.scripts.set, this.entryKey(key), this.leaseKey(key), ...this.entryArguments(key, entry)];
+    }
+    return [this.scripts.setInGeneration, this.entryKey(key), this.leaseKey(key), this.generationKey, ...this.entryArguments(key, entry), String(generation)];
   }
+
+  /** A set script's reply: 1 applied, 0 not; a generation (a string) when it refused for that. */
+  private readonly setApplied = (reply: unknown): boolean => {
+    if (isGeneration(reply)) {
+      this.epoch = reply;
+      return false;
+    }
+    return applied(reply);
+  };
+
+  /** Reads the generation marker, creating it when missing: on creation and on every 'ready'. */
+  private readonly readGeneration = (): void => {
+    let reply: Promise<unknown>;
+    try {
+      reply = this.call([this.scripts.generation, this.generationKey!, freshGeneration()]);
+    } catch {
+      return; // not a working client: its sets fail too
+    }
+    reply.then(
+      (id) => {
+        if (isGeneration(id) && !this.closed) this.epoch = id;
+      },
+      // Unread, the generation stays as it was: the server refuses sets under a wrong one, and the
+      // first refused set brings the current id.
+      () => undefined,
+    );
+  };
 
   /** kind, version, JSON, freshUntil, staleUntil, ttl: the entry as the scripts take it. */
   private entryArguments(key: string, entry: TierEntry): string[] {
@@ -375,6 +444,18 @@ function commandTimeout(client: RedisClient): number | undefined {
   return typeof ms === 'number' && ms > 0 && Number.isFinite(ms) ? ms : undefined;
 }
 
+/** What generation() answers before the marker was first read: no marker holds it. */
+const UNKNOWN_GENERATION = '-';
+
+/** A new generation id. Ids start with a letter, so that no reply of 1 or 0 reads as one. */
+function freshGeneration(): string {
+  return `g${randomBytes(12).toString('base64url')}`;
+}
+
+function isGeneration(reply: unknown): reply is string {
+  return typeof reply === 'string' && /^[a-z]/.test(reply);
+}
+
 /** A script's 1 (applied) or 0; a client with `stringNumbers` returns it as a string. */
 function applied(reply: unknown): boolean {
   return Number(reply) === 1;
@@ -426,6 +507,25 @@ function assertTierKey(key: string): void {
 /** Glob pattern escaping for SCAN MATCH: the prefix is matched literally. */
 function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/** Per client, what to run when it is ready: one 'ready' listener per client, however many tiers share it. */
+const readyRuns = new WeakMap<Redis, Set<() => void>>();
+
+/** Runs `run` whenever `client` (re)connects; returns the function that stops it. */
+function onReady(client: Redis, run: () => void): () => void {
+  if (typeof client.on !== 'function') return () => undefined; // not an event emitter: nothing to watch
+  let runs = readyRuns.get(client);
+  if (runs === undefined) {
+    const all = (runs = new Set());
+    readyRuns.set(client, all);
+    client.on('ready', () => {
+      for (const each of all) each();
+    });
+  }
+  runs.add(run);
+  const added = runs;
+  return () => void added.delete(run);
 }
 
 function isCluster(client: RedisClient): client is Cluster {

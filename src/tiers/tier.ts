@@ -65,9 +65,24 @@ export interface Tier {
    * Stores `entry` unless the tier holds something at least as new: a value or absent marker
    * with version >= entry.version, or a tombstone with version > entry.version.
    * Revokes leases on the key when it applies. Resolves to whether it applied.
+   *
+   * `generation`: what `generation()` returned before the write that produced `entry` began (before
+   * its database commit). If the tier lost its memory since (a Redis restarted empty, flushed or
+   * cleared), an older version may be all that is left to compare with, so the entry is not
+   * stored: the key is invalidated at `entry.version` instead (revoking leases, so no older load
+   * fills it) and set resolves to false. Ignored by tiers without `generation()`.
    */
-  set(key: string, entry: TierEntry): Promise<boolean>;
-  setMany(items: readonly { key: string; entry: TierEntry }[]): Promise<boolean[]>;
+  set(key: string, entry: TierEntry, generation?: unknown): Promise<boolean>;
+  setMany(items: readonly { key: string; entry: TierEntry; generation?: unknown }[]): Promise<boolean[]>;
+
+  /**
+   * Optional: the tier's current generation, an opaque token that changes whenever the tier may
+   * have lost what it held (contract 1 across a Redis restart). A write reads it before it
+   * commits to the database and passes it to `set`. Undefined: the tier cannot tell (no check).
+   * A tier that wraps another forwards both this and set's `generation` (twoTier does), or the
+   * check is off.
+   */
+  generation?(): unknown;
 
   /**
    * Replaces whatever is cached with a tombstone at `version` (or at the cached entry's version

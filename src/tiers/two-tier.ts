@@ -19,7 +19,9 @@
  * is published (and waited for) before the error is reported, and the error lets the core
  * quarantine the key.
  *
- * Leases and fills go to L2, so single-flight holds across instances.
+ * Leases and fills go to L2, so single-flight holds across instances. The generation is L2's
+ * (contract 1 across a Redis restart, see Tier.set): a set refused by L2 under a changed
+ * generation is not applied, so L1 is invalidated at its version as for any refused set.
  */
 import { systemClock, type Clock } from '../clock.js';
 import { toMs, type Duration } from '../duration.js';
@@ -119,11 +121,15 @@ class TwoTier implements Tier {
     }
   }
 
-  async set(key: string, entry: TierEntry): Promise<boolean> {
+  generation(): unknown {
+    return this.l2.generation?.();
+  }
+
+  async set(key: string, entry: TierEntry, generation?: unknown): Promise<boolean> {
     let applied: boolean;
     const call = this.begin(key);
     try {
-      applied = await this.l2.set(key, entry);
+      applied = await this.l2.set(key, entry, generation);
       // Not kept (an invalidation overtook it): L1 must still hold nothing older than this write.
       if (applied && !(await this.keepInL1(key, entry, call))) await this.l1.invalidate(key, entry.version, this.l1MaxTtlMs);
     } catch (error) {
@@ -137,8 +143,8 @@ class TwoTier implements Tier {
     return applied;
   }
 
-  async setMany(items: readonly { key: string; entry: TierEntry }[]): Promise<boolean[]> {
-    return Promise.all(items.map(({ key, entry }) => this.set(key, entry)));
+  async setMany(items: readonly { key: string; entry: TierEntry; generation?: unknown }[]): Promise<boolean[]> {
+    return Promise.all(items.map(({ key, entry, generation }) => this.set(key, entry, generation)));
   }
 
   async invalidate(key: string, version: number | undefined, ttlMs: number): Promise<void> {
