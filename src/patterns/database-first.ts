@@ -4,6 +4,11 @@
  * see a value the database does not hold. When the database refused, nothing changed; when its
  * outcome is unknown, the key is invalidated before the write rejects. A write the database
  * found superseded by a newer version still invalidates anything older than itself.
+ *
+ * The tier's generation is read before the commit and handed to the cache step: should the tier
+ * lose its memory (a Redis restart) between the commit and the cache step, a newer version
+ * cached meanwhile may be gone, and the step must not cache this older one in its place
+ * (contract 1; see Tier.set).
  */
 import { CachewiseError, describeError } from '../errors.js';
 import type { StoreWrite, WriteOutcome } from '../stores/store.js';
@@ -13,8 +18,11 @@ import type { CollectionContext } from './context.js';
 import type { IncomingWrite } from './write-back/write-back-queue.js';
 import type { UnflushedWrite, WriteResult, Writer } from './writer.js';
 
-/** What the pattern does to the cache once the database holds `write`. */
-export type CacheStep = (ctx: CollectionContext, write: IncomingWrite, version: number) => Promise<void>;
+/**
+ * What the pattern does to the cache once the database holds `write`; `generation` is the tier's
+ * generation read before the commit (Tier.generation), to pass to every Tier.set of the step.
+ */
+export type CacheStep = (ctx: CollectionContext, write: IncomingWrite, version: number, generation: unknown) => Promise<void>;
 
 export class DatabaseFirstWriter implements Writer {
   constructor(
@@ -28,13 +36,14 @@ export class DatabaseFirstWriter implements Writer {
     const versioned: StoreWrite[] = writes.map((w) =>
       w.op === 'set' ? { op: 'set', key: w.key, version: this.ctx.versions.next(), json: w.json as string } : { op: 'delete', key: w.key, version: this.ctx.versions.next() },
     );
+    const generation = this.ctx.tier.generation?.();
     const outcomes = await commit(this.ctx, versioned);
     const failures: { key: string; outcome: WriteOutcome }[] = [];
     await Promise.all(
       writes.map(async (write, i) => {
         const { version } = versioned[i]!;
         const outcome = outcomes[i]!;
-        if (outcome.status === 'applied') await this.cacheStep(this.ctx, write, version);
+        if (outcome.status === 'applied') await this.cacheStep(this.ctx, write, version, generation);
         else if (outcome.status === 'superseded' || outcome.status === 'unknown') await this.ctx.protect(write.key, version);
         if (outcome.status !== 'failed') this.onWritten(write.key);
         if (outcome.status === 'failed' || outcome.status === 'unknown') failures.push({ key: write.key, outcome });
