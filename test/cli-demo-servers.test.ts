@@ -7,6 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -33,7 +34,7 @@ interface Row {
   reads: number;
   staleReads: number;
   problems: string[];
-  lostOnKill: { measuredOn: string; acked: number; keys: number; lost: number; lostStillCached: number | null } | null;
+  lostOnKill: { measuredOn: string; acked: number; keys: number; lost: number; lostStillCached: number | null; replayed: number | null } | null;
 }
 
 interface Report {
@@ -42,6 +43,7 @@ interface Report {
   options: { dbLatencyMs: number };
   tier: { kind: string; url: string; prefix: string; kept: boolean };
   store: { kind: string; url: string; schema: string; kept: boolean };
+  journal: { kind: string; dir: string; kept: boolean };
   dbLatency: { injectedMs: number; source: string; ownPerCall: { count: number } };
   feed: { eventsAcked: number; eventsInDatabase: number };
 }
@@ -50,12 +52,12 @@ const skipRedis = await skipUnless('redis');
 const skipPostgres = await skipUnless('postgres');
 
 describe('demo on the shared Redis and PostgreSQL', { skip: skipRedis || skipPostgres }, () => {
-  test('demo --quick --json --db-latency 5 --redis --postgres: five rows, no stale reads, nothing left behind', { timeout: 60_000 }, async () => {
+  test('demo --quick --json --db-latency 5 --redis --postgres: six rows, no stale reads, none lost with the journal, nothing left behind', { timeout: 60_000 }, async () => {
     // Bare flags: the demo takes REDIS_URL and DATABASE_URL (or the defaults), as the helpers do.
     const env = { ...process.env, REDIS_URL, DATABASE_URL };
     const { code, stdout, stderr } = await cachewise(['demo', '--quick', '--json', '--db-latency', '5', '--redis', '--postgres'], env);
     assert.equal(code, 0, `exit code ${code}; stderr:\n${stderr}`);
-    assert.match(stderr, /\[1\/7\] user activity feed/, 'progress goes to stderr');
+    assert.match(stderr, /\[1\/8\] user activity feed/, 'progress goes to stderr');
     const report = JSON.parse(stdout) as Report;
     assert.equal(report.ok, true);
 
@@ -72,7 +74,7 @@ describe('demo on the shared Redis and PostgreSQL', { skip: skipRedis || skipPos
 
     assert.deepEqual(
       report.rows.map((row) => row.pattern),
-      ['write-through', 'write-back', 'write-around', 'read-through', 'cache-aside'],
+      ['write-through', 'write-back', 'write-around', 'read-through', 'cache-aside', 'write-back-journal'],
     );
     for (const row of report.rows) {
       assert.deepEqual(row.problems, [], `${row.pattern} ran without errors`);
@@ -85,6 +87,11 @@ describe('demo on the shared Redis and PostgreSQL', { skip: skipRedis || skipPos
     const rows = new Map(report.rows.map((row) => [row.pattern, row]));
     assert.equal(rows.get('write-through')!.lostOnKill!.lost, 0, 'write-through loses no acknowledged write');
     assert.equal(rows.get('write-around')!.lostOnKill!.lost, 0, 'write-around loses no acknowledged write');
+    // The journal stays a file journal on Redis and PostgreSQL: a restart on it replays what PostgreSQL lacks.
+    assert.equal(rows.get('write-back-journal')!.lostOnKill!.lost, 0, 'write-back with a journal loses no acknowledged write');
+    assert.equal(typeof rows.get('write-back-journal')!.lostOnKill!.replayed, 'number', 'the recovery replayed the journal');
+    assert.deepEqual([report.journal.kind, report.journal.kept], ['file', false]);
+    assert.equal(existsSync(report.journal.dir), false, `the journals' temporary directory ${report.journal.dir} was removed`);
     assert.equal(report.feed.eventsInDatabase, report.feed.eventsAcked, 'every event reached PostgreSQL after the flush');
 
     // Nothing left behind.

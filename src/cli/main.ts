@@ -18,8 +18,10 @@ Commands:
   demo               Runs the seed's five cache patterns (write-through, write-back, write-around,
                      read-through, cache-aside) side by side, and its "user activity feed"
                      combination, and prints the seed's comparison table next to the measured
-                     numbers. By default on the embedded parts (memory tier + SQLite file, no
-                     server); --redis and --postgres run it on real servers.
+                     numbers, with a sixth row the seed does not have: write-back with a durable
+                     journal (file journal), killed and recovered. By default on the embedded
+                     parts (memory tier + SQLite file, no server); --redis and --postgres run it
+                     on real servers (the journal stays a file in a temporary directory).
   bench              Benchmarks: cachewise's hit, miss and stampede paths beside raw lru-cache,
                      raw ioredis, bentocache, cache-manager, cacheable and cachified; each write
                      pattern and the write-back flush; the seed's claims checked at the injected
@@ -32,8 +34,8 @@ Demo options:
                      0 measures the database's own latency.
   --json             Prints the figures as JSON on stdout, and nothing else (progress: stderr).
   --quick            A smaller workload (a few seconds).
-  --dir <path>       Where the SQLite files go, kept afterwards (default: a temporary directory,
-                     removed afterwards).
+  --dir <path>       Where the SQLite files and the journals go, kept afterwards (default: a
+                     temporary directory, removed afterwards).
   --seed <n>         Seed of the workload's random choices (default 1).
   --redis [url]      Cache tier: this Redis (default $REDIS_URL, else redis://127.0.0.1:6379),
                      under a fresh random key prefix, deleted afterwards.
@@ -56,8 +58,8 @@ Options:
   -v, --version      Prints the version.
 
 Exit codes: 0 success; 1 a check failed (demo: a stale read, or an acknowledged write lost by
-write-through or write-around; bench: a scenario failed; a missed target is reported, not
-failed); 2 bad usage, or a server that does not answer.
+write-through, write-around or write-back with a journal; bench: a scenario failed; a missed
+target is reported, not failed); 2 bad usage, or a server that does not answer.
 `;
 
 const COMMANDS = ['demo', 'bench', 'help'] as const;

@@ -8,15 +8,19 @@
  * `cachewise_demo_<random>`; both are removed at the end unless the user asked to keep them.
  * The kill tests use keys and tables of their own (a `kill:` sub-prefix, a `cachewise_kill_`
  * table prefix), so each child starts from an empty table and a cold cache, as with SQLite.
+ *
+ * Write-back with durability 'journal' keeps its journal in files whatever the tier and store:
+ * a file journal per part, in the demo's directory (`journalDir`: the SQLite directory, or a
+ * temporary one with PostgreSQL).
  */
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Redis, RedisOptions } from 'ioredis';
 import type { Client, ClientConfig } from 'pg';
-import { createCache, memoryTier, postgresStore, redisTier, type Cache, type Store, type Tier } from '../../index.js';
+import { createCache, fileJournal, memoryTier, postgresStore, redisTier, type Cache, type Store, type Tier } from '../../index.js';
 import { openDemoDatabase } from './demo-store.js';
-import type { PatternId } from './seed-table.js';
+import type { RowId } from './seed-table.js';
 import { Samples } from './samples.js';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -39,23 +43,29 @@ export type StoreSpec = { readonly kind: 'sqlite'; readonly dir: string } | { re
 export interface BackendSpec {
   readonly tier: TierSpec;
   readonly store: StoreSpec;
+  /**
+   * Where the file journals of write-back with durability 'journal' go (one directory per part).
+   * Needed only by a cache opened with a journal.
+   */
+  readonly journalDir?: string;
 }
 
 /**
- * A part of the demo with data of its own: 'main' (the feed and the five measurements), or the
- * kill test of one pattern.
+ * A part of the demo with data of its own: 'main' (the feed and the six measurements), or the
+ * kill test of one row.
  */
-export type Part = 'main' | `kill-${PatternId}`;
+export type Part = 'main' | `kill-${RowId}`;
 
 /** A server that does not answer, or a missing client package: one line, exit code 2. */
 export class ServerError extends Error {}
 
-/** A fresh spec: random Redis prefix and PostgreSQL schema; SQLite files in `dir`. */
+/** A fresh spec: random Redis prefix and PostgreSQL schema; SQLite files and journals in `dir`. */
 export function newBackendSpec(redisUrl: string | undefined, postgresUrl: string | undefined, dir: string): BackendSpec {
   const id = randomBytes(4).toString('hex');
   return {
     tier: redisUrl === undefined ? { kind: 'memory' } : { kind: 'redis', url: redisUrl, prefix: `cachewise-demo:${id}:` },
     store: postgresUrl === undefined ? { kind: 'sqlite', dir } : { kind: 'postgres', url: postgresUrl, schema: `cachewise_demo_${id}` },
+    journalDir: dir,
   };
 }
 
@@ -94,21 +104,35 @@ export function openStore(spec: BackendSpec, part: Part): Store {
   return tracked(postgresStore({ connectionString: store.url, schema: store.schema, tablePrefix: part === 'main' ? 'cachewise_' : 'cachewise_kill_' }));
 }
 
-/** A cache over a new tier of the part and `store`; on failure both are closed before the error is rethrown. */
-export async function openCache(spec: BackendSpec, part: Part, store: Store): Promise<Cache> {
+/**
+ * A cache over a new tier of the part and `store`, with the part's file journal when `journal`
+ * (which replays what an earlier cache of the part left in it when a collection is declared).
+ * On failure the tier and store are closed before the error is rethrown.
+ */
+export async function openCache(spec: BackendSpec, part: Part, store: Store, options: { journal?: boolean } = {}): Promise<Cache> {
   let tier: Tier | undefined;
   try {
     tier = openTier(spec, part);
-    return await createCache({ tier, store });
+    return await createCache({ tier, store, ...(options.journal === true ? { journal: fileJournal(journalPath(spec, part)) } : {}) });
   } catch (error) {
     await Promise.allSettled([tier?.close(), store.close()]);
     throw error;
   }
 }
 
-/** The SQLite file of a part: `cachewise-demo.db`, `cachewise-demo-kill-<pattern>.db`. */
+/** The SQLite file of a part: `cachewise-demo.db`, `cachewise-demo-kill-<row>.db`. */
 export function sqliteFile(part: Part): string {
   return part === 'main' ? 'cachewise-demo.db' : `cachewise-demo-${part}.db`;
+}
+
+/** The journal directory of a part: `cachewise-demo.journal`, `cachewise-demo-kill-<row>.journal`. */
+export function journalDirName(part: Part): string {
+  return part === 'main' ? 'cachewise-demo.journal' : `cachewise-demo-${part}.journal`;
+}
+
+function journalPath(spec: BackendSpec, part: Part): string {
+  if (spec.journalDir === undefined) throw new Error('a cache with a journal needs BackendSpec.journalDir');
+  return join(spec.journalDir, journalDirName(part));
 }
 
 /** The tier key a collection gives `key` (collection.ts: `<collection>:<key>`). */
@@ -253,6 +277,9 @@ export async function removeServerData(spec: BackendSpec): Promise<string[]> {
     for (const prefix of redisPrefixes(spec.tier.prefix)) {
       const tier = redisTier({ url: spec.tier.url, prefix });
       try {
+        // One round trip first: the tier reads (creating it if missing) its generation marker
+        // when its connection becomes ready, which would otherwise land after clear() deleted it.
+        await tier.get('cleanup');
         await tier.clear();
       } catch (error) {
         problems.push(`Redis keys under ${prefix} at ${redactUrl(spec.tier.url)} (${reasonOf(error)})`);

@@ -1,10 +1,11 @@
 /**
  * The process the demo kills. It opens the same kind of cache as the demo (the same tier and
- * store kinds, on the same servers, with the injected latency; the BackendSpec comes in the
- * environment variable CACHEWISE_DEMO_BACKEND), writes keys under one pattern's policy from
- * concurrent writers, and prints one line per acknowledged write, each writer pausing 1 ms
- * between writes: "<key> <version> <writer>:<sequence>". It never stops by itself (except after
- * a safety deadline); the parent kills it with SIGKILL.
+ * store kinds, on the same servers, with the injected latency, and with the part's file journal
+ * for write-back with durability 'journal'; the BackendSpec comes in the environment variable
+ * CACHEWISE_DEMO_BACKEND), writes keys under one pattern's policy from concurrent writers, and
+ * prints one line per acknowledged write, each writer pausing 1 ms between writes:
+ * "<key> <version> <writer>:<sequence>". It never stops by itself (except after a safety
+ * deadline); the parent kills it with SIGKILL.
  *
  *   CACHEWISE_DEMO_BACKEND=<json> node kill-child.js --pattern <id> --latency <ms> --concurrency <n> --keys <n>
  */
@@ -12,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { backendSpecFromEnv, openCache, openStore } from './backend.js';
 import { LatencyStore } from './latency-store.js';
-import { patternById } from './patterns.js';
+import { isJournaled, patternById } from './patterns.js';
 import type { DemoValue } from './staleness.js';
 
 /** The child gives up on its own if nobody killed it by then (a parent that died). */
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
   process.stdout.on('error', () => process.exit(0));
 
   const part = `kill-${spec.id}` as const;
-  const cache = await openCache(backend, part, new LatencyStore(openStore(backend, part), latencyMs));
+  const cache = await openCache(backend, part, new LatencyStore(openStore(backend, part), latencyMs), { journal: isJournaled(spec) });
   const collection = cache.collection<DemoValue>(spec.collection, spec.policy);
   let seq = 0;
   await Promise.all(

@@ -3,16 +3,21 @@
  * pattern and reports each acknowledged write on stdout; once it has acknowledged `killAfter`
  * writes and run for `minRunMs` (several write-back flush intervals, so that the kill lands in a
  * steady state, not before the first flush) it is killed with SIGKILL (no close(), no flush, no
- * exit handlers). The parent then opens the database itself (the child's SQLite file, or its
- * tables in PostgreSQL) and counts the keys whose newest acknowledged write is not in the
- * database (no row, or a row with an older version). With a shared tier (Redis), whose data
- * outlives the child, it also counts how many of those lost writes the tier still holds.
+ * exit handlers). With durability 'journal' the parent then recovers, as a restart would: it opens
+ * a cache on the child's journal directory and database, declares the collection (which replays
+ * the journaled writes the database may not hold), flushes and closes it. The parent then opens
+ * the database itself (the child's SQLite file, or its tables in PostgreSQL) and counts the keys
+ * whose newest acknowledged write is not in the database (no row, or a row with an older
+ * version). With a shared tier (Redis), whose data outlives the child, it also counts how many of
+ * those lost writes the tier still holds.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BACKEND_ENV, openStore, openTier, tierKeyOf, type BackendSpec, type Part } from './backend.js';
-import type { PatternSpec } from './patterns.js';
+import { BACKEND_ENV, openCache, openStore, openTier, tierKeyOf, type BackendSpec, type Part } from './backend.js';
+import { LatencyStore } from './latency-store.js';
+import { isJournaled, type PatternSpec } from './patterns.js';
+import type { DemoValue } from './staleness.js';
 
 export interface KillMeasurement {
   /** Acknowledged writes the child reported before it died. */
@@ -28,6 +33,11 @@ export interface KillMeasurement {
    * died with the child.
    */
   readonly lostStillCached: number | null;
+  /**
+   * With durability 'journal': the writes of the collection that the recovery found in the
+   * journal, not yet released as in the database, and replayed. Null without a journal.
+   */
+  readonly replayed: number | null;
   readonly durationMs: number;
 }
 
@@ -52,9 +62,10 @@ export async function measureKill(spec: PatternSpec, options: KillOptions): Prom
   const started = performance.now();
   const acks = await runAndKill(spec, options);
   const part = `kill-${spec.id}` as const;
+  const replayed = isJournaled(spec) ? await recover(spec, options, part) : null;
   const store = openStore(options.backend, part);
   const lostKeys: string[] = [];
-  let result: Omit<KillMeasurement, 'lostStillCached'>;
+  let result: Omit<KillMeasurement, 'lostStillCached' | 'replayed'>;
   try {
     const keys = [...acks.newest.keys()];
     const rows = await store.loadMany(spec.collection, keys);
@@ -77,7 +88,26 @@ export async function measureKill(spec: PatternSpec, options: KillOptions): Prom
     await store.close();
   }
   const lostStillCached = options.backend.tier.kind === 'memory' ? null : await stillCached(options.backend, part, spec, lostKeys, acks.newest);
-  return { ...result, lostStillCached, durationMs: performance.now() - started };
+  return { ...result, lostStillCached, replayed, durationMs: performance.now() - started };
+}
+
+/**
+ * The restart after the kill, for write-back with a journal: a cache on the same journal
+ * directory and database (with the injected latency, like the child's), the collection declared
+ * (which replays what the journal kept), flushed, closed. Resolves to how many writes of the
+ * collection the journal held.
+ */
+async function recover(spec: PatternSpec, options: KillOptions, part: Part): Promise<number> {
+  const store = new LatencyStore(openStore(options.backend, part), options.latencyMs);
+  const cache = await openCache(options.backend, part, store, { journal: true });
+  try {
+    const replayed = cache.recovery()?.collections[spec.collection] ?? 0;
+    const collection = cache.collection<DemoValue>(spec.collection, spec.policy);
+    await collection.flush({ timeout: '30s' });
+    return replayed;
+  } finally {
+    await cache.close({ timeout: '10s' });
+  }
 }
 
 /** How many of the lost keys the shared tier still holds at (or past) the acknowledged version. */

@@ -3,11 +3,12 @@
  * injected database latency, a preloaded table (so reads of unwritten keys find rows), the
  * workload, then the collection's own counters. Write-back is flushed before the counters are
  * read, so "database writes per application write" counts every write that reached the database.
+ * Write-back with durability 'journal' gets the part's file journal.
  */
 import { type Collection, type Store } from '../../index.js';
 import { openCache, openStore, type BackendSpec } from './backend.js';
 import { LatencyStore } from './latency-store.js';
-import type { PatternSpec } from './patterns.js';
+import { isJournaled, type PatternSpec } from './patterns.js';
 import type { Random } from './random.js';
 import type { LatencyFigures, Samples } from './samples.js';
 import { StalenessChecker, type DemoValue } from './staleness.js';
@@ -58,7 +59,7 @@ export async function measurePattern(
     throw error;
   }
   const store = new LatencyStore(inner, latencyMs, dbOwnTime);
-  const cache = await openCache(backend, 'main', store);
+  const cache = await openCache(backend, 'main', store, { journal: isJournaled(spec) });
   try {
     const collection = cache.collection<DemoValue>(spec.collection, spec.policy);
     const target: WorkloadTarget = {

@@ -1,11 +1,12 @@
 /**
  * The demo's text output: the feed, then the seed's comparison table with the measured columns
- * next to the seed's words (two tables, to fit 120 columns), then what the numbers show and the
- * checks. Rendered from the same DemoReport that `--json` prints.
+ * next to the seed's words (two tables, to fit 120 columns; a sixth row, write-back with a
+ * journal, which the seed does not have), then what the numbers show and the checks. Rendered
+ * from the same DemoReport that `--json` prints.
  */
 import type { FeedResult } from './feed.js';
 import { DEFAULT_DB_LATENCY_MS } from './options.js';
-import type { DemoReport, DemoRow, StoreInfo, TierInfo } from './report.js';
+import type { DemoReport, DemoRow, JournalInfo, StoreInfo, TierInfo } from './report.js';
 import { SEED_FEED } from './seed-table.js';
 import { formatTable, ms, percent, wrap } from './table.js';
 
@@ -19,6 +20,7 @@ export function renderText(report: DemoReport): string {
   out.push(`cachewise demo: the seed's cache write patterns, measured on ${tierName} + ${storeName}`);
   out.push(wrap(`Tier: ${tierText(report.tier)}`, WIDTH));
   out.push(wrap(`Store: ${storeText(report.store)}`, WIDTH));
+  out.push(wrap(`Journal: ${journalText(report.journal)}`, WIDTH));
   out.push(wrap(`Database latency: ${dbLatencyText(report)}`, WIDTH));
   out.push(
     wrap(
@@ -30,18 +32,24 @@ export function renderText(report: DemoReport): string {
   out.push(...renderFeed(report.feed, workload.feed.operations, workload.feed.users));
   out.push('');
   const w = workload.pattern;
-  out.push("Part 2. The five patterns side by side (the seed's \"Comparison: Which Pattern When?\", measured)");
+  out.push("Part 2. The seed's \"Comparison: Which Pattern When?\", measured, and write-back with a journal (not in the seed)");
   out.push(
     wrap(
       `Each pattern: its own collection and cache, the same workload of ${w.writes} writes and ${w.reads} reads by ${w.concurrency} concurrent workers ` +
         `over ${w.keys} keys (60% of reads re-read a recently written key). "Lost on kill -9": a child process writes under the ` +
         `pattern, is killed with SIGKILL once it has acknowledged ${workload.kill.killAfter} writes and run ${workload.kill.minRunMs} ms; "keys lost" ` +
-        'are the keys whose newest acknowledged write is not in the database. Latencies in ms, measured around each call.',
+        'are the keys whose newest acknowledged write is not in the database (for Write-Back + journal: after a restart on the same journal ' +
+        'and database replayed it and flushed). Latencies in ms, measured around each call.',
       WIDTH,
       '  ',
     ),
   );
-  for (const row of report.rows) out.push(`  ${row.name.padEnd(14)} ${row.setup}`);
+  const nameWidth = Math.max(...report.rows.map((row) => row.name.length));
+  for (const row of report.rows) {
+    // The name, then the setup wrapped under itself.
+    const [first, ...rest] = wrap(row.setup, WIDTH - nameWidth - 3).split('\n');
+    out.push(`  ${row.name.padEnd(nameWidth)} ${first ?? ''}`, ...rest.map((line) => `${' '.repeat(nameWidth + 3)}${line}`));
+  }
   for (const row of report.rows) if (row.note) out.push(wrap(`Note: ${row.note}.`, WIDTH, '  '));
   out.push('');
   out.push(latencyTable(report.rows));
@@ -140,7 +148,7 @@ function latencyTable(rows: readonly DemoRow[]): string {
       { header: 'Write latency (seed)' },
       { header: 'Write p50', align: 'right' },
       { header: 'Write p99', align: 'right' },
-      { header: 'DB writes / app write', align: 'right' },
+      { header: 'DB writes per write', align: 'right' },
       { header: 'Hit ratio', align: 'right' },
       { header: 'Read p50', align: 'right' },
     ],
@@ -183,7 +191,7 @@ function lostCell(row: DemoRow): string {
   // Read-through and cache-aside have no writes of their own: say which write pattern was killed.
   // Write-back over a shared tier: marked, and explained under the table.
   const mark = lost.lostStillCached !== null && row.pattern === 'write-back' ? ' *' : '';
-  return `${lost.lost} of ${lost.keys}${row.note === null ? '' : ` (${lost.measuredOn})`}${mark}`;
+  return `${lost.lost} of ${lost.keys}${lost.measuredOn === row.pattern ? '' : ` (${lost.measuredOn})`}${mark}`;
 }
 
 /** Under the table: why write-back over a shared Redis tier still loses writes when its process dies. */
@@ -206,6 +214,10 @@ function tierText(tier: TierInfo): string {
     `Redis ${tier.serverVersion} at ${tier.url}, shared by every cache and process of the demo, keys under ${tier.prefix} ` +
     `(${tier.kept ? 'kept afterwards' : 'deleted afterwards'}); maxmemory-policy ${tier.evictionPolicy}; PING round trip ${ms(tier.roundTripP50Ms)} ms (p50).`
   );
+}
+
+function journalText(journal: JournalInfo): string {
+  return `the Write-Back + journal row's file journals (fsynced segments, whatever the tier and store) in ${journal.dir}${journal.kept ? '' : ' (removed afterwards)'}.`;
 }
 
 function storeText(store: StoreInfo): string {
@@ -234,6 +246,31 @@ function dbLatencyText(report: DemoReport): string {
 
 const usable = (row: DemoRow | undefined): row is DemoRow => row !== undefined && row.problems.length === 0;
 
+/** The two write-back rows side by side: what the journal saves on a kill, and what its fsync costs. */
+function journalFinding(wb: DemoRow, wbj: DemoRow, wt: DemoRow | undefined): string {
+  const none = wb.lostOnKill!;
+  const journal = wbj.lostOnKill!;
+  const againstThrough = !usable(wt)
+    ? ''
+    : wbj.writeP50Ms < wt.writeP50Ms
+      ? `, still ${times(wt.writeP50Ms / Math.max(wbj.writeP50Ms, 0.001))}x faster than write-through's ${ms(wt.writeP50Ms)} ms`
+      : `, not faster than write-through's ${ms(wt.writeP50Ms)} ms in this run`;
+  return (
+    `Write-back with a journal: killed the same way, write-back lost ${none.lost} of ${none.keys} keys with durability 'none' and ` +
+    `${journal.lost} of ${journal.keys} with durability 'journal', counted after a restart on the same journal and database had replayed ` +
+    `${plural(journal.replayed ?? 0, 'journaled write', 'journaled writes')} and flushed` +
+    (journal.lost === 0
+      ? ': no acknowledged write lost, where the seed\'s write-back has "one cache failure = data loss". '
+      : ' (acknowledged writes lost despite the journal: see the checks). ') +
+    `Its price is the fsync before each acknowledgement: ${ms(wbj.writeP50Ms)} ms p50 (${ms(wbj.writeP99Ms)} ms p99) against ` +
+    `${ms(wb.writeP50Ms)} ms without the journal${againstThrough}.`
+  );
+}
+
+function times(ratio: number): string {
+  return ratio >= 10 ? String(Math.round(ratio)) : ratio.toFixed(1);
+}
+
 /** Sentences computed from the numbers: what the measurements say about the seed's claims. */
 export function findings(report: DemoReport): string[] {
   const by = (id: string) => report.rows.find((r) => r.pattern === id);
@@ -241,6 +278,7 @@ export function findings(report: DemoReport): string[] {
   const wb = by('write-back');
   const wa = by('write-around');
   const ca = by('cache-aside');
+  const wbj = by('write-back-journal');
   const out: string[] = [];
   if (usable(wt) && usable(wb)) {
     const ratio = wt.writeP50Ms / Math.max(wb.writeP50Ms, 0.001);
@@ -258,7 +296,7 @@ export function findings(report: DemoReport): string[] {
     );
   }
   if (usable(wb) && wb.lostOnKill !== null) {
-    const safe = report.rows.filter((r) => r.lostOnKill !== null && r.pattern !== 'write-back');
+    const safe = report.rows.filter((r) => r.lostOnKill !== null && r.pattern !== 'write-back' && r.pattern !== 'write-back-journal');
     const safeLost = safe.reduce((sum, r) => sum + r.lostOnKill!.lost, 0);
     out.push(
       `Durability: killed with SIGKILL, write-back (durability 'none') had not yet written ${wb.lostOnKill.lost} of ${wb.lostOnKill.keys} keys' newest ` +
@@ -270,6 +308,7 @@ export function findings(report: DemoReport): string[] {
         (wb.lostOnKill.lost === 0 ? ' (This run lost nothing: the flusher had caught up when the kill landed; losses are possible, not certain.)' : ''),
     );
   }
+  if (usable(wb) && usable(wbj) && wb.lostOnKill !== null && wbj.lostOnKill !== null) out.push(journalFinding(wb, wbj, wt));
   if (usable(wt) && usable(wa)) {
     out.push(
       `Cold cache after writes: write-around's read hit ratio was ${percent(wa.hitRatio)} against ${percent(wt.hitRatio)} for write-through on the same reads, ` +

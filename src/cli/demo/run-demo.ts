@@ -1,10 +1,11 @@
 /**
- * `cachewise demo`: runs the feed (part 1), the five patterns (part 2) and the kill tests on the
- * embedded default (memory tier + SQLite files) or on real servers (--redis, --postgres),
- * reports progress on stderr, prints the report (text or JSON) on stdout, removes what it wrote
- * (temporary files, Redis keys, PostgreSQL schema) unless asked to keep it, and returns the exit
- * code: 0, or 1 when a check failed or something could not be removed. A server that does not
- * answer throws a ServerError before anything runs (exit code 2).
+ * `cachewise demo`: runs the feed (part 1), the five patterns and write-back with a journal
+ * (part 2) and the kill tests on the embedded default (memory tier + SQLite files) or on real
+ * servers (--redis, --postgres); the journals are files in the demo's directory whatever the tier
+ * and store. It reports progress on stderr, prints the report (text or JSON) on stdout, removes
+ * what it wrote (temporary files, Redis keys, PostgreSQL schema) unless asked to keep it, and
+ * returns the exit code: 0, or 1 when a check failed or something could not be removed. A server
+ * that does not answer throws a ServerError before anything runs (exit code 2).
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,8 +17,10 @@ import {
   probeServers,
   redactUrl,
   removeServerData,
+  journalDirName,
   sqliteFile,
   type BackendSpec,
+  type Part,
   type ServerFacts,
 } from './backend.js';
 import { runFeed, type FeedResult, type FeedShape } from './feed.js';
@@ -68,7 +71,12 @@ export async function runDemo(options: DemoOptions, version: string, io: DemoIo)
   const provisional = newBackendSpec(options.redisUrl, options.postgresUrl, '');
   const facts = await probeServers(provisional);
   const work = workingDirectory(usesSqlite ? options.dir : undefined, usesSqlite, provisional, options.keep, io);
-  const backend: BackendSpec = { ...provisional, store: provisional.store.kind === 'sqlite' ? { kind: 'sqlite', dir: work.dir! } : provisional.store };
+  const backend: BackendSpec = {
+    ...provisional,
+    store: provisional.store.kind === 'sqlite' ? { kind: 'sqlite', dir: work.dir } : provisional.store,
+    journalDir: work.dir,
+  };
+  const dirKept = usesSqlite && options.dir !== undefined;
   const steps = PATTERNS.length + 2;
   let step = 0;
   const progress = (text: string) => io.stderr(`[${++step}/${steps}] ${text}\n`);
@@ -112,6 +120,7 @@ export async function runDemo(options: DemoOptions, version: string, io: DemoIo)
       kills.set(spec, kill);
       detail(
         `${spec.id}: ${kill instanceof Error ? `failed: ${kill.message}` : `${kill.acked} acknowledged writes, ${kill.lost} of ${kill.keys} keys lost`}` +
+          (kill instanceof Error || kill.replayed === null ? '' : ` after the recovery replayed ${kill.replayed} journaled writes`) +
           (kill instanceof Error || kill.lostStillCached === null || kill.lost === 0 ? '' : ` (${kill.lostStillCached} of them still in Redis)`),
       );
     }
@@ -123,9 +132,10 @@ export async function runDemo(options: DemoOptions, version: string, io: DemoIo)
       tool: 'cachewise demo',
       version,
       machine,
-      options: { dbLatencyMs: options.dbLatencyMs, quick: options.quick, seed: options.seed, dir: work.dir, dirKept: usesSqlite && options.dir !== undefined },
+      options: { dbLatencyMs: options.dbLatencyMs, quick: options.quick, seed: options.seed, dir: usesSqlite ? work.dir : null, dirKept },
       tier: tierInfo(backend, facts, options.keep),
       store: storeInfo(backend, facts, options.keep, options.dir !== undefined),
+      journal: { kind: 'file', dir: work.dir, kept: dirKept },
       dbLatency: { injectedMs: options.dbLatencyMs, source: options.dbLatencyMs === 0 ? 'database' : 'injected', ownPerCall: dbOwnTime.figures() },
       workload: sizes,
       feed: feed instanceof Error ? null : (feed satisfies FeedResult),
@@ -147,31 +157,34 @@ export async function runDemo(options: DemoOptions, version: string, io: DemoIo)
 }
 
 interface WorkingArea {
-  /** The SQLite files' directory; null when the database is PostgreSQL. */
-  readonly dir: string | null;
+  /** The directory of the SQLite files (unless the database is PostgreSQL) and of the journals. */
+  readonly dir: string;
   /** Removes what the run created (unless kept); resolves to what it could not remove. */
   cleanup(): Promise<string[]>;
 }
 
 /**
- * Where the run's data goes, and how it is removed: the SQLite directory (the user's, kept; or a
- * temporary one, removed), and the Redis keys and PostgreSQL schema (removed unless `keep`).
- * Ctrl-C removes them too, within a few seconds, then exits 130.
+ * Where the run's data goes, and how it is removed: the directory of the SQLite files and the
+ * journals (the user's --dir, kept; or a temporary one, removed; with PostgreSQL it holds only
+ * the journals), and the Redis keys and PostgreSQL schema (removed unless `keep`). Ctrl-C removes
+ * them too, within a few seconds, then exits 130.
  */
 function workingDirectory(requested: string | undefined, usesSqlite: boolean, spec: BackendSpec, keep: boolean, io: DemoIo): WorkingArea {
-  let dir: string | null = null;
+  let dir: string;
   let removeDir = () => undefined as void;
-  if (usesSqlite && requested === undefined) {
+  if (!usesSqlite || requested === undefined) {
     const temporary = mkdtempSync(join(tmpdir(), 'cachewise-demo-'));
     dir = temporary;
     removeDir = () => rmSync(temporary, { recursive: true, force: true });
-  } else if (usesSqlite) {
-    dir = resolve(requested!);
+  } else {
+    dir = resolve(requested);
     mkdirSync(dir, { recursive: true });
-    // Start from empty databases: rows of an earlier run would not be this run's writes.
-    for (const name of ['main' as const, ...PATTERNS.map((p) => `kill-${p.id}` as const)].map(sqliteFile)) {
+    // Start from empty databases and journals: rows and journaled writes of an earlier run would not be this run's writes.
+    const parts: Part[] = ['main', ...PATTERNS.map((p) => `kill-${p.id}` as const)];
+    for (const name of parts.map(sqliteFile)) {
       for (const suffix of ['', '-wal', '-shm']) if (existsSync(join(dir, name + suffix))) rmSync(join(dir, name + suffix));
     }
+    for (const name of parts.map(journalDirName)) rmSync(join(dir, name), { recursive: true, force: true });
   }
   const onServers = spec.tier.kind !== 'memory' || spec.store.kind !== 'sqlite';
   const removeServers = async (): Promise<string[]> => {

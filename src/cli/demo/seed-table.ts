@@ -1,9 +1,14 @@
 /**
  * The seed's words: its comparison table ("Comparison: Which Pattern When?") and its "user
- * activity feed" combination, quoted so the demo can print them next to what it measures.
+ * activity feed" combination, quoted so the demo can print them next to what it measures. The
+ * demo's sixth row, write-back with a durable journal, is not in the seed: its seed columns say so.
  */
 
+/** The seed's five patterns. */
 export type PatternId = 'write-through' | 'write-back' | 'write-around' | 'read-through' | 'cache-aside';
+
+/** The demo's rows: the seed's five patterns, and write-back with a durable journal. */
+export type RowId = PatternId | 'write-back-journal';
 
 export interface SeedRow {
   readonly pattern: string;
@@ -56,6 +61,26 @@ export const SEED_TABLE: Readonly<Record<PatternId, SeedRow>> = {
     bestFor: 'Maximum flexibility and control',
   },
 };
+
+/** What a seed column says for a row the seed does not have. */
+export const NOT_IN_SEED = '— not in the seed';
+
+/**
+ * The seed's words for a row of the demo: the seed's own row, or, for write-back with a durable
+ * journal (which the seed does not have: its write-back is "Delayed", "one cache failure = data
+ * loss"), its name and NOT_IN_SEED in every column.
+ */
+export function seedRowOf(id: RowId): SeedRow {
+  if (id !== 'write-back-journal') return SEED_TABLE[id];
+  return {
+    pattern: 'Write-Back + journal',
+    writeLatency: NOT_IN_SEED,
+    consistency: NOT_IN_SEED,
+    durability: NOT_IN_SEED,
+    complexity: NOT_IN_SEED,
+    bestFor: NOT_IN_SEED,
+  };
+}
 
 /** "Real systems rarely stick to pure patterns. Consider a user activity feed:" */
 export const SEED_FEED = {
