@@ -42,6 +42,7 @@ export class Collection<T> {
     this.queue = ctx.policy.write === 'back' ? new WriteBackQueue(ctx, deadLetterList, journal) : undefined;
     this.reads = new ReadPath(ctx, this.queue);
     const onWritten = (key: string) => this.reads.flights.detach(key);
+    if (this.queue !== undefined) this.queue.onLeft = onWritten;
     this.writer =
       this.queue !== undefined
         ? new WriteBackWriter(ctx, this.queue, onWritten)

@@ -70,6 +70,8 @@ const ENTRY_OVERHEAD_BYTES = 64;
 export class WriteBackQueue {
   private readonly pending = new Map<string, PendingWrite>();
   private readonly inflight = new Map<string, PendingWrite>();
+  /** Keys both in flight and pending again (written while their batch was out). */
+  private inBoth = 0;
   private bytes = 0;
   /** Entries put back after a failure sit out of first-dirty order in `pending`. */
   private retriedInPending = 0;
@@ -82,6 +84,12 @@ export class WriteBackQueue {
   private timerAt = Infinity;
   private readonly flushWaiters = new Set<FlushWaiter>();
   private readonly roomWaiters: RoomWaiter[] = [];
+  /**
+   * Called when a key's write leaves the queue (in the database, or dead-lettered): a load that
+   * started while the write was queued may have read the row before it, so reads that begin
+   * from now on must not join that load.
+   */
+  onLeft: ((key: string) => void) | undefined;
   /** Room taken by writes whose journal append is in flight. */
   private reservedKeys = 0;
   private reservedBytes = 0;
@@ -99,8 +107,9 @@ export class WriteBackQueue {
     return this.pending.get(key) ?? this.inflight.get(key);
   }
 
+  /** Keys waiting or in flight (a key in both counts once). */
   get size(): number {
-    return this.pending.size + this.inflight.size;
+    return this.pending.size + this.inflight.size - this.inBoth;
   }
 
   get pendingBytes(): number {
@@ -170,6 +179,7 @@ export class WriteBackQueue {
         } catch (error) {
           const w = this.enqueue({ op: 'set', key: record.key, json: record.json, value: undefined }, record.version, now, record.position);
           this.pending.delete(w.key);
+          if (this.inflight.has(w.key)) this.inBoth--;
           this.deadLetter(w, `the journal holds a value that is not valid JSON: ${describeError(error)}`);
           continue;
         }
@@ -302,6 +312,7 @@ export class WriteBackQueue {
       return entry;
     }
     if (old !== undefined) this.bytes -= old.bytes;
+    else if (this.inflight.has(write.key)) this.inBoth++;
     this.bytes += entry.bytes;
     // Map.set on an existing key keeps its place: the key stays where it first became dirty.
     this.pending.set(write.key, entry);
@@ -475,6 +486,7 @@ export class WriteBackQueue {
     batch.forEach((w, i) => {
       const outcome = outcomes[i] as WriteOutcome;
       this.inflight.delete(w.key);
+      if (this.pending.has(w.key)) this.inBoth--;
       if (outcome.status === 'applied' || outcome.status === 'superseded') {
         if (w.position !== undefined) released.push(w.position);
         this.persistedOne(w, outcome.status === 'applied');
@@ -511,6 +523,7 @@ export class WriteBackQueue {
 
   private persistedOne(w: PendingWrite, applied: boolean): void {
     this.bytes -= w.bytes;
+    this.onLeft?.(w.key);
     recordMs(this.ctx.stats.flushLag, this.ctx.clock.now() - w.firstDirtyAt);
     if (applied && !this.pending.has(w.key)) {
       // Revoke leases taken while the write was dirty (a load then may have read the old row).
@@ -525,6 +538,7 @@ export class WriteBackQueue {
 
   private deadLetter(w: PendingWrite, reason: string): void {
     this.bytes -= w.bytes;
+    this.onLeft?.(w.key);
     this.ctx.stats.counters.deadLetters++;
     this.deadLetters.add({ collection: this.ctx.name, key: w.key, op: w.op, version: w.version, json: w.json, reason, attempts: w.attempts, at: this.ctx.clock.now() });
     this.ctx.events.emit('dead-letter', { collection: this.ctx.name, key: w.key, version: w.version, reason, attempts: w.attempts });
