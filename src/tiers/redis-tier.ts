@@ -127,6 +127,8 @@ class RedisTier implements Tier {
   /** ioredis method name of each script, defined on the client. */
   private readonly scripts: Record<RedisScriptName, string>;
   private closed = false;
+  /** The latest read of the generation marker, settled (never rejects). */
+  private markerRead: Promise<void> | undefined;
   /** The generation marker's key; undefined on a Cluster (no generation check). */
   private readonly generationKey: string | undefined;
   /** The marker's id as last read or learned from a refused set; undefined until then. */
@@ -261,6 +263,8 @@ class RedisTier implements Tier {
     this.assertOpen();
     // The generation goes first: a write begun before must not cache into the emptied tier.
     if (this.generationKey !== undefined) {
+      // A marker read still on its way (a fresh tier) would create the marker again after the delete.
+      await this.markerRead;
       this.epoch = undefined;
       await this.client.del(this.generationKey);
     }
@@ -305,7 +309,7 @@ class RedisTier implements Tier {
     } catch {
       return; // not a working client: its sets fail too
     }
-    reply.then(
+    this.markerRead = reply.then(
       (id) => {
         if (isGeneration(id) && !this.closed) this.epoch = id;
       },
