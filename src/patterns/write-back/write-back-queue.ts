@@ -474,6 +474,8 @@ export class WriteBackQueue {
     const writes: StoreWrite[] = batch.map((w) =>
       w.op === 'set' ? { op: 'set', key: w.key, version: w.version, json: w.json as string } : { op: 'delete', key: w.key, version: w.version },
     );
+    // Read before the commit: the cache writes after it are refused if the tier lost its memory meanwhile.
+    const generation = this.ctx.tier.generation?.();
     const outcomes = await commit(this.ctx, writes);
     const released: JournalPosition[] = [];
     let retryError: unknown;
@@ -489,7 +491,7 @@ export class WriteBackQueue {
       if (this.pending.has(w.key)) this.inBoth--;
       if (outcome.status === 'applied' || outcome.status === 'superseded') {
         if (w.position !== undefined) released.push(w.position);
-        this.persistedOne(w, outcome.status === 'applied');
+        this.persistedOne(w, outcome.status === 'applied', generation);
       } else if (outcome.status === 'failed' && outcome.permanent) {
         this.deadLetter(w, describeError(outcome.error));
       } else {
@@ -521,13 +523,13 @@ export class WriteBackQueue {
     this.wakeRoomWaiters();
   }
 
-  private persistedOne(w: PendingWrite, applied: boolean): void {
+  private persistedOne(w: PendingWrite, applied: boolean, generation: unknown): void {
     this.bytes -= w.bytes;
     this.onLeft?.(w.key);
     recordMs(this.ctx.stats.flushLag, this.ctx.clock.now() - w.firstDirtyAt);
     if (applied && !this.pending.has(w.key)) {
       // Revoke leases taken while the write was dirty (a load then may have read the old row).
-      void (w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.value, w.version)) : this.ctx.protect(w.key, w.version));
+      void (w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.value, w.version), generation) : this.ctx.protect(w.key, w.version));
     }
     this.settle(w.key, w.version);
   }

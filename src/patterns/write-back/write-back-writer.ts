@@ -16,19 +16,21 @@ export class WriteBackWriter implements Writer {
 
   async write(writes: readonly IncomingWrite[]): Promise<WriteResult[]> {
     const started = performance.now();
+    // Read before the versions are given: a tier that lost its memory since refuses the entries.
+    const generation = this.ctx.tier.generation?.();
     const accepted = await this.queue.accept(writes);
     // One write (set, delete) is the common case: no array of promises for it.
-    if (accepted.length === 1) await this.cache(accepted[0]!);
-    else await Promise.all(accepted.map((w) => this.cache(w)));
+    if (accepted.length === 1) await this.cache(accepted[0]!, generation);
+    else await Promise.all(accepted.map((w) => this.cache(w, generation)));
     this.ctx.stats.counters.writes += writes.length;
     recordMs(this.ctx.stats.writeLatency, performance.now() - started);
     return accepted.map((w) => ({ key: w.key, version: w.version }));
   }
 
   /** Puts an accepted write in the cache (a delete as a tombstone); never throws. */
-  private cache(w: PendingWrite): Promise<void> {
+  private cache(w: PendingWrite, generation: unknown): Promise<void> {
     this.onWritten(w.key);
-    return w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.value, w.version)) : this.ctx.protect(w.key, w.version);
+    return w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.value, w.version), generation) : this.ctx.protect(w.key, w.version);
   }
 
   flush(timeoutMs: number): Promise<void> {
