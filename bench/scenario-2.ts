@@ -155,8 +155,10 @@ await main(async () => {
     onCleanup(() => admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
     await admin.query(`CREATE SCHEMA "${schema}"`);
     await admin.query(`CREATE TABLE "${schema}".raw_orders ("key" text COLLATE "C" PRIMARY KEY, "value" text, "version" bigint NOT NULL, "updated_at" timestamptz NOT NULL DEFAULT now())`);
-    const rawPool = pgPool(2, 'bench-raw');
-    const cwPool = pgPool(2, 'bench-cachewise');
+    // Both pools' connections carry a statement_timeout: the store then sends each batch as one
+    // autocommit statement, as the raw upsert does (without one it wraps batches in a transaction).
+    const rawPool = pgPool(2, 'bench-raw', { statement_timeout: 10_000 });
+    const cwPool = pgPool(2, 'bench-cachewise', { statement_timeout: 10_000 });
     const upsert =
       `INSERT INTO "${schema}".raw_orders AS t ("key", "value", "version", "updated_at") ` +
       'SELECT w."key", w."value", w."version", now() FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w("key", "value", "version") ' +
