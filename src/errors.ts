@@ -22,6 +22,12 @@ export const ErrorCodes = {
   E_STORE_FAILED: 'E_STORE_FAILED',
   /** The database may or may not have committed (timeout after send); the key was invalidated. */
   E_STORE_UNKNOWN_OUTCOME: 'E_STORE_UNKNOWN_OUTCOME',
+  /**
+   * The database committed the write, but a shared cache tier could neither take the new value
+   * nor invalidate the old one: other processes may still read the old value until the
+   * background repair reaches the tier. The write is not reported as done (contract 3).
+   */
+  E_TIER_UNAVAILABLE: 'E_TIER_UNAVAILABLE',
   /** A load from the database failed and no stale value could be served. */
   E_LOAD_FAILED: 'E_LOAD_FAILED',
   /** An operation did not finish within its timeout. */

@@ -39,6 +39,7 @@ export class DatabaseFirstWriter implements Writer {
     const generation = this.ctx.tier.generation?.();
     const outcomes = await commit(this.ctx, versioned);
     const failures: { key: string; outcome: WriteOutcome }[] = [];
+    const unreached: { key: string; version: number }[] = [];
     await Promise.all(
       writes.map(async (write, i) => {
         const { version } = versioned[i]!;
@@ -47,6 +48,9 @@ export class DatabaseFirstWriter implements Writer {
         else if (outcome.status === 'superseded' || outcome.status === 'unknown') await this.ctx.protect(write.key, version);
         if (outcome.status !== 'failed') this.onWritten(write.key);
         if (outcome.status === 'failed' || outcome.status === 'unknown') failures.push({ key: write.key, outcome });
+        // Quarantine keeps this process from serving the old copy, but not the other processes
+        // that share the tier: until the repair reaches it, the write cannot be called done.
+        else if (this.ctx.tier.capabilities.shared && this.ctx.isQuarantined(write.key)) unreached.push({ key: write.key, version });
       }),
     );
     this.ctx.stats.counters.writes += writes.length;
@@ -55,7 +59,22 @@ export class DatabaseFirstWriter implements Writer {
       this.ctx.stats.counters.writeErrors += failures.length;
       throw this.failureError(failures, writes.length);
     }
+    if (unreached.length > 0) {
+      this.ctx.stats.counters.writeErrors += unreached.length;
+      throw this.unreachedError(unreached, writes.length);
+    }
     return versioned.map((w) => ({ key: w.key, version: w.version }));
+  }
+
+  private unreachedError(unreached: { key: string; version: number }[], total: number): CachewiseError {
+    const keys = unreached.map((u) => u.key);
+    const of = total > 1 ? ` (${unreached.length} of ${total} writes: ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', ...' : ''})` : ` of key "${keys[0]}"`;
+    return new CachewiseError(
+      'E_TIER_UNAVAILABLE',
+      `the database committed the write${of}, but the shared cache tier could neither take the new value nor invalidate the old one; other processes may read the old value until the background repair reaches the tier`,
+      'the write is in the database: do not treat it as lost (writing it again is safe, writes are versioned); check the cache tier (Redis). Reads of the key in this process go to the database meanwhile',
+      { details: { collection: this.ctx.name, keys, committed: true, versions: unreached.map((u) => u.version) } },
+    );
   }
 
   async flush(): Promise<void> {}

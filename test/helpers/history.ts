@@ -241,7 +241,10 @@ export class History {
           continue;
         }
         op.error = error;
-        op.status = isCachewiseError(error, 'E_STORE_FAILED') ? 'failed' : isCachewiseError(error, 'E_STORE_UNKNOWN_OUTCOME') ? 'unknown' : 'error';
+        // A write the database committed but whose cache step could not reach a shared tier is
+        // not done (it rejected); reads may see it or the value before it, like an unknown outcome.
+        const unknown = isCachewiseError(error, 'E_STORE_UNKNOWN_OUTCOME') || isCachewiseError(error, 'E_TIER_UNAVAILABLE');
+        op.status = isCachewiseError(error, 'E_STORE_FAILED') ? 'failed' : unknown ? 'unknown' : 'error';
       }
     } finally {
       const respondedAt = this.now();
@@ -326,6 +329,11 @@ export class StoreLedger implements Store {
 
   isApplied(version: number): boolean {
     return this.commits.some((c) => c.version === version && c.status === 'applied');
+  }
+
+  /** The version the database applied the value `tag` at, if it did. */
+  appliedVersionOf(tag: string): number | undefined {
+    return this.commits.find((c) => c.tag === tag && c.status === 'applied')?.version;
   }
 
   /** Applied commits of `key`, in the order the database applied them. */
@@ -459,7 +467,7 @@ export function checkReads(history: History, ledger: StoreLedger, options: ReadC
   const committedVersion = (w: WriteOp): number | undefined => {
     if (w.status === 'ok') return w.version;
     if (w.status === 'unknown' && w.tag !== undefined) {
-      const version = history.versionOf(w.tag);
+      const version = history.versionOf(w.tag) ?? ledger.appliedVersionOf(w.tag);
       if (version !== undefined && ledger.isApplied(version)) return version;
     }
     return undefined;
@@ -476,7 +484,7 @@ export function checkReads(history: History, ledger: StoreLedger, options: ReadC
     let seen: string;
     if (r.result !== null) {
       const source = history.writes.find((w) => w.tag === r.result);
-      const version = history.versionOf(r.result);
+      const version = history.versionOf(r.result) ?? ledger.appliedVersionOf(r.result);
       if (source === undefined || version === undefined) {
         violations.push({ kind: 'unknown-value', message: `read of ${r.key} at ${r.invokedAt} returned ${r.result}, which no write wrote` });
         continue;
