@@ -204,6 +204,7 @@ export class Cache {
       hasJournal: this.journal !== undefined,
       tierCanInvalidate: this.tier.capabilities.invalidate,
       sharedTierEvictionPolicy: this.evictionPolicy,
+      tierWriteWaitMs: this.tier.capabilities.writeWaitMs,
     });
     const existing = this.collections.get(name);
     if (existing !== undefined) {

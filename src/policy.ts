@@ -108,6 +108,8 @@ export interface PolicyContext {
   readonly tierCanInvalidate: boolean;
   /** The shared tier's eviction policy when it has one ('noeviction', 'allkeys-lru', 'unknown'...). */
   readonly sharedTierEvictionPolicy: string | undefined;
+  /** How long a tier write may take by design (TierCapabilities.writeWaitMs). */
+  readonly tierWriteWaitMs?: number;
 }
 
 const KNOWN_KEYS = new Set([
@@ -181,6 +183,15 @@ export function resolvePolicy(collection: string, input: unknown, context: Polic
     );
   }
 
+  const tierTimeoutMs = positiveMs(collection, 'tierTimeout', policy.tierTimeout, 1_000);
+  if (context.tierWriteWaitMs !== undefined && tierTimeoutMs <= context.tierWriteWaitMs) {
+    throw optionError(
+      collection,
+      'tierTimeout',
+      policy.tierTimeout ?? '1s',
+      `use a tierTimeout above ${context.tierWriteWaitMs} ms: the tier's writes wait that long for the other instances' acknowledgements (twoTier), and would time out while working; or shorten the bus's trustWindow`,
+    );
+  }
   const ttlMs = positiveMs(collection, 'ttl', policy.ttl, 300_000);
   const loadTimeoutMs = positiveMs(collection, 'loadTimeout', policy.loadTimeout, 10_000);
   const storeTimeoutMs = positiveMs(collection, 'storeTimeout', policy.storeTimeout, 10_000);
@@ -198,7 +209,7 @@ export function resolvePolicy(collection: string, input: unknown, context: Polic
     loadTimeoutMs,
     leaseWaitMs: durationMs(collection, 'leaseWait', policy.leaseWait, 2_000),
     storeTimeoutMs,
-    tierTimeoutMs: positiveMs(collection, 'tierTimeout', policy.tierTimeout, 1_000),
+    tierTimeoutMs,
     maxValueBytes: integer(collection, 'maxValueBytes', policy.maxValueBytes, DEFAULT_MAX_VALUE_BYTES, 1),
     durability,
     flush: {

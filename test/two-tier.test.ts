@@ -244,6 +244,23 @@ if (skip) {
         await a.tier.set('c:k', value(1, 'one'));
       }));
 
+    test('a collection whose tierTimeout is not above the bus\'s acknowledgement wait is refused, naming the option', async () => {
+      const sqlite = tempSqlite();
+      const g = group();
+      const cache = await createCache({ store: sqlite.store, tier: g.instance().tier });
+      try {
+        assert.throws(() => cache.collection('users', { write: 'through', read: 'through', tierTimeout: '300ms' }), (error: unknown) => {
+          const e = error as { code?: string; message?: string };
+          return e.code === 'E_INVALID_OPTION' && /tierTimeout/.test(e.message ?? '') && /acknowledgements/.test(e.message ?? '');
+        });
+        cache.collection('users', { write: 'through', read: 'through' }); // the default 1 s is above it
+      } finally {
+        await cache.close();
+        await g.close();
+        sqlite.cleanup();
+      }
+    });
+
     test('caches on twoTier: after a write-through set resolves in one instance, the others read it', async () => {
       const sqlite = tempSqlite();
       const g = group();

@@ -37,5 +37,7 @@ export interface InvalidationBus {
    * trust its L1. Rejects when it could not send.
    */
   publish(message: Invalidation): Promise<void>;
+  /** Optional: the longest `publish` waits for acknowledgements, in milliseconds. */
+  readonly publishWaitMs?: number;
   close(): Promise<void>;
 }

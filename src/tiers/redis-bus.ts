@@ -128,6 +128,11 @@ class RedisBus implements InvalidationBus {
   private readonly trustWindowMs: number;
   private readonly memberTtlMs: number;
   private readonly ackBoundMs: number;
+
+  /** The longest `publish` waits for the other instances' acknowledgements. */
+  get publishWaitMs(): number {
+    return this.ackBoundMs;
+  }
   /** Subscribed to both channels on the current connection. */
   private ready = false;
   /** close() began: no new writes, no more heartbeats. */

@@ -48,6 +48,12 @@ export interface TierCapabilities {
    * unless the bound always holds.
    */
   readonly getTimeoutMs?: number;
+  /**
+   * Optional: a write may take this long by design (twoTier waits for the other instances'
+   * acknowledgements). A collection whose tierTimeout is not above it is refused: its writes would
+   * time out while working as intended.
+   */
+  readonly writeWaitMs?: number;
 }
 
 export interface Tier {

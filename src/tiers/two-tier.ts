@@ -77,7 +77,14 @@ class TwoTier implements Tier {
     this.bus = options.bus;
     this.l1MaxTtlMs = toMs(options.l1MaxTtl ?? '1m', 'l1MaxTtl');
     this.kind = `two-tier(${this.l1.kind}+${this.l2.kind})`;
-    this.capabilities = { inProcess: false, shared: this.l2.capabilities.shared, invalidate: true, evicts: this.l2.capabilities.evicts } as const;
+    const writeWaitMs = this.bus.publishWaitMs;
+    this.capabilities = {
+      inProcess: false,
+      shared: this.l2.capabilities.shared,
+      invalidate: true,
+      evicts: this.l2.capabilities.evicts,
+      ...(writeWaitMs === undefined ? {} : { writeWaitMs }),
+    } as const;
     this.bus
       .subscribe(
         (message) => this.onInvalidation(message),
