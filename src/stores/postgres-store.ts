@@ -205,8 +205,13 @@ export function postgresStore(options: PostgresStoreOptions): Store {
         // schema's and the table's names queue them (always in this order, so no deadlock).
         await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`cachewise-schema:${ddl.schemaName}`]);
         await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`cachewise:${ddl.table}`]);
+        // Look again now that the locks are held: another store may have created both meanwhile.
+        // Reading pg_namespace also locks it, which makes this backend apply the catalog changes
+        // committed since its transaction began (an advisory lock does not), so the IF NOT EXISTS
+        // below sees them instead of colliding with them.
+        const { rows } = await client.query<{ exists: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS "exists"', [ddl.schemaName]);
         // Only when missing: CREATE SCHEMA checks the CREATE privilege even when the schema exists.
-        if (!found.schemaExists) await client.query(ddl.schema);
+        if (!rows[0]?.exists) await client.query(ddl.schema);
         await client.query(ddl.create);
       });
       found = await inspect(ddl.schemaName, ddl.table);
