@@ -178,7 +178,7 @@ await main(async () => {
       await Promise.all([loop(), loop()]);
     });
   } else {
-    notes.push('flush into PostgreSQL: skipped (no server answered at DATABASE_URL; --postgres on requires it)');
+    notes.push(flags.postgres === 'off' ? 'flush into PostgreSQL: skipped (--postgres off)' : 'flush into PostgreSQL: skipped (no server answered at DATABASE_URL; --postgres on requires it)');
   }
 
   // 3. Sustained durable ingest.
@@ -295,7 +295,7 @@ function asResult(name: string, perRound: number[], ops: number): ContenderResul
     min: Math.min(...perRound),
     max: Math.max(...perRound),
     ops: ops * perRound.length,
-    latency: { p50Us: Number.NaN, p99Us: Number.NaN, maxUs: Number.NaN },
+    latency: { p50Us: Number.NaN, p90Us: Number.NaN, p99Us: Number.NaN, p999Us: Number.NaN, maxUs: Number.NaN, meanUs: Number.NaN, curve: [] },
   };
 }
 

@@ -7,6 +7,7 @@
  * runs, while a ratio compares contenders that ran interleaved, under the same conditions.
  */
 import { availableParallelism, cpus, loadavg } from 'node:os';
+import { ratiosTo as sharedRatiosTo, type Ratio as SharedRatio } from '../../src/cli/bench/runner.js';
 import type { ContenderResult, RoundOptions } from './runner.js';
 
 /** One setting (e.g. concurrency 16 with auto-pipelining on) and its contenders' results. */
@@ -17,15 +18,8 @@ export interface CaseResult {
   readonly ratios: readonly Ratio[];
 }
 
-/** subject / baseline, from the medians of their per-round ops/s. */
-export interface Ratio {
-  readonly subject: string;
-  readonly baseline: string;
-  /** median(subject ops/s) / median(baseline ops/s). */
-  readonly value: number;
-  /** Lowest and highest ratio of the rounds, each round's subject over the same round's baseline. */
-  readonly roundMin: number;
-  readonly roundMax: number;
+/** subject / baseline (see the shared runner's Ratio), with the target it is read against. */
+export interface Ratio extends SharedRatio {
   readonly target: number;
 }
 
@@ -57,16 +51,9 @@ export function machineInfo(): MachineInfo {
   };
 }
 
-/** The ratio of every contender but `baseline` to `baseline`, in the contenders' order. */
+/** The ratio of every contender but `baseline` to `baseline`, in the contenders' order, with `target`. */
 export function ratiosTo(results: readonly ContenderResult[], baseline: string, target: number): Ratio[] {
-  const b = results.find((r) => r.name === baseline);
-  if (!b) throw new Error(`no contender named "${baseline}" among ${results.map((r) => r.name).join(', ')}`);
-  return results
-    .filter((s) => s !== b)
-    .map((s) => {
-      const perRound = s.perRound.map((ops, i) => ops / b.perRound[i]!);
-      return { subject: s.name, baseline, value: s.median / b.median, roundMin: Math.min(...perRound), roundMax: Math.max(...perRound), target };
-    });
+  return sharedRatiosTo(results, baseline).map((ratio) => ({ ...ratio, target }));
 }
 
 /** Prints `report` as tables, or as JSON with `json`. */

@@ -26,6 +26,8 @@ export interface Contender {
    * use it to pick keys, so that concurrent loops work on different keys.
    */
   readonly op: (n: number) => Promise<unknown>;
+  /** Unmeasured work after each run of the contender (a write-back flush), so it does not spill into the next contender's time. */
+  readonly settle?: () => Promise<unknown>;
 }
 
 export interface RoundOptions {
@@ -102,6 +104,7 @@ export async function compare(contenders: readonly Contender[], options: RoundOp
   for (const contender of contenders) {
     progress(`warm-up ${contender.name}`);
     sequence = (await runLoops(contender, options.concurrency, options.warmupMs, sequence)).next;
+    await contender.settle?.();
   }
   const perRound = contenders.map(() => [] as number[]);
   const histograms = contenders.map(() => new LatencyHistogram());
@@ -113,6 +116,7 @@ export async function compare(contenders: readonly Contender[], options: RoundOp
       progress(`round ${round + 1}/${options.rounds} ${contender.name}`);
       const run = await runLoops(contender, options.concurrency, options.roundMs, sequence, histograms[index]);
       sequence = run.next;
+      await contender.settle?.();
       perRound[index]!.push(run.ops / (run.elapsedMs / 1000));
       ops[index]! += run.ops;
     }
