@@ -259,32 +259,20 @@ export function postgresStore(options: PostgresStoreOptions): Store {
    * statement may have committed.
    */
   async function autocommitted<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
-    let client: PoolClient;
-    try {
-      client = await pool.connect();
-    } catch (error) {
-      throw notApplied(error);
-    }
-    let broken: Error | undefined;
-    const onError = (error: Error) => {
-      broken ??= error;
-    };
-    client.on('error', onError);
-    try {
-      return await work(client);
-    } catch (error) {
-      if (isAnsweredError(error)) throw notApplied(error);
-      broken ??= error as Error;
-      throw new CachewiseError(
-        'E_STORE_UNKNOWN_OUTCOME',
-        'the PostgreSQL connection failed while a write was in flight, so the batch may or may not have committed',
-        'treat the keys as unknown: invalidate them and write them again (versions make the retry safe)',
-        { cause: error },
-      );
-    } finally {
-      client.off('error', onError);
-      client.release(broken ?? false);
-    }
+    return onClient(async (client, broke) => {
+      try {
+        return await work(client);
+      } catch (error) {
+        if (isAnsweredError(error)) throw notApplied(error);
+        broke(error);
+        throw new CachewiseError(
+          'E_STORE_UNKNOWN_OUTCOME',
+          'the PostgreSQL connection failed while a write was in flight, so the batch may or may not have committed',
+          'treat the keys as unknown: invalidate them and write them again (versions make the retry safe)',
+          { cause: error },
+        );
+      }
+    });
   }
 
   /**
@@ -296,21 +284,8 @@ export function postgresStore(options: PostgresStoreOptions): Store {
    * except for a read-only transaction, whose result stands whatever became of its COMMIT.
    */
   async function transaction<T>(readOnly: boolean, work: (client: PoolClient) => Promise<T>): Promise<T> {
-    let client: PoolClient;
-    try {
-      client = await pool.connect();
-    } catch (error) {
-      throw notApplied(error);
-    }
-    // pg emits a connection error on the client when no query is waiting for it; without a
-    // listener that would crash the process. The error also says the client must be discarded.
-    let broken: Error | undefined;
-    const onError = (error: Error) => {
-      broken ??= error;
-    };
-    client.on('error', onError);
-    let result: T;
-    try {
+    return onClient(async (client, broke) => {
+      let result: T;
       try {
         await client.query(readOnly ? beginRead : beginWrite);
         result = await work(client);
@@ -319,7 +294,7 @@ export function postgresStore(options: PostgresStoreOptions): Store {
           await client.query('ROLLBACK');
         } catch (rollbackError) {
           // The original error says why the transaction failed; this one says the client is unusable.
-          broken ??= rollbackError as Error;
+          broke(rollbackError);
         }
         throw notApplied(error);
       }
@@ -328,7 +303,7 @@ export function postgresStore(options: PostgresStoreOptions): Store {
         committed = await client.query('COMMIT');
       } catch (error) {
         if (isAnsweredError(error)) throw notApplied(error); // the server rolled back and said so
-        broken ??= error as Error;
+        broke(error);
         if (readOnly) return result;
         throw new CachewiseError(
           'E_STORE_UNKNOWN_OUTCOME',
@@ -344,11 +319,35 @@ export function postgresStore(options: PostgresStoreOptions): Store {
         );
       }
       return result;
+    });
+  }
+
+  /**
+   * Runs `work` on a connection of the pool and gives it back. A failure to connect rejects
+   * marked `notApplied`. `broke(error)` marks the connection unusable: it is then discarded, not
+   * returned to the pool. pg emits a connection error on the client when no query is waiting for
+   * it; the listener here keeps that from crashing the process and discards the client too.
+   */
+  async function onClient<T>(work: (client: PoolClient, broke: (error: unknown) => void) => Promise<T>): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw notApplied(error);
+    }
+    let broken: Error | undefined;
+    const broke = (error: unknown) => {
+      broken ??= error instanceof Error ? error : new Error(String(error));
+    };
+    client.on('error', broke);
+    try {
+      return await work(client, broke);
     } finally {
-      client.off('error', onError);
+      client.off('error', broke);
       client.release(broken ?? false);
     }
   }
+
 
   /** Runs one upsert of `writes`; the keys it wrote (not superseded). */
   async function upsert(client: PoolClient, table: Table, writes: readonly StoreWrite[]): Promise<Set<string>> {
