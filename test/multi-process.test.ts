@@ -18,7 +18,7 @@ import { postgresStore } from '../src/index.js';
 import { checkMerged, COLLECTIONS, type ChildConfig, type ChildHistory } from './helpers/multi-process-history.js';
 import { dropSchema, freshSchemaName, testPool } from './helpers/postgres.js';
 import { DATABASE_URL, REDIS_URL, skipUnless } from './helpers/servers.js';
-import { redisClient } from './helpers/two-tier-instances.js';
+import { deleteKeys } from './helpers/two-tier-instances.js';
 
 const skip = (await skipUnless('redis')) || (await skipUnless('postgres'));
 const CHILD = fileURLToPath(new URL('./helpers/multi-process-child.ts', import.meta.url));
@@ -38,17 +38,7 @@ after(async () => {
   const admin = testPool();
   for (const schema of schemas) await dropSchema(admin, schema);
   await admin.end();
-  const cleaner = redisClient(REDIS_URL, { failFast: false });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await cleaner.scan(cursor, 'MATCH', `${runPrefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await cleaner.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    cleaner.disconnect();
-  }
+  await deleteKeys(REDIS_URL, runPrefix);
 });
 
 interface Child {

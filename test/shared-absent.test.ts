@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { Redis } from 'ioredis';
 import { createCache } from '../src/cache.js';
 import { redisTier } from '../src/tiers/redis-tier.js';
 import { FaultyStore } from './helpers/faulty-store.js';
 import { REDIS_URL, skipUnless } from './helpers/servers.js';
+import { deleteKeys } from './helpers/two-tier-instances.js';
 import { tempSqlite } from './helpers/sqlite.js';
 
 const skip = await skipUnless('redis');
@@ -45,10 +45,7 @@ describe('a missing key on a shared tier', { skip }, () => {
     } finally {
       await a.close();
       await b.close();
-      const admin = new Redis(REDIS_URL);
-      const keys = await admin.keys(`${prefix}*`);
-      if (keys.length > 0) await admin.del(...keys);
-      admin.disconnect();
+      await deleteKeys(REDIS_URL, prefix);
       sqlite.cleanup();
     }
   });

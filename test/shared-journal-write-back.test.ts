@@ -10,13 +10,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { Redis } from 'ioredis';
 import { createCache } from '../src/cache.js';
 import { redisStreamJournal } from '../src/journal/redis-stream-journal.js';
 import type { CollectionPolicy } from '../src/policy.js';
 import { sqliteStore } from '../src/stores/sqlite-store.js';
 import { FaultyStore } from './helpers/faulty-store.js';
 import { REDIS_URL, skipUnless } from './helpers/servers.js';
+import { deleteKeys } from './helpers/two-tier-instances.js';
 
 const skip = await skipUnless('redis');
 const DURABLE: CollectionPolicy = { write: 'back', read: 'through', durability: 'journal', retry: { maxAttempts: Infinity }, flush: { maxDelay: '5ms' } };
@@ -55,11 +55,7 @@ describe('write-back over a shared journal', { skip }, () => {
       assert.deepEqual(await ordersB.get('o7'), { n: 7 });
       await b.close();
     } finally {
-      const admin = new Redis(REDIS_URL);
-      await admin.del(stream);
-      const leftovers = await admin.keys(`${stream}*`);
-      if (leftovers.length > 0) await admin.del(...leftovers);
-      admin.disconnect();
+      await deleteKeys(REDIS_URL, stream);
       rmSync(dir, { recursive: true, force: true });
     }
   });

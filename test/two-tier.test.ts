@@ -17,7 +17,7 @@ import { HeldStore } from './helpers/held-store.js';
 import { skipUnlessRedisServer, startRedisServer, type RedisServer } from './helpers/redis-servers.js';
 import { REDIS_URL, skipUnless } from './helpers/servers.js';
 import { tempSqlite } from './helpers/sqlite.js';
-import { redisClient, TwoTierGroup, waitFor, type TwoTierInstance } from './helpers/two-tier-instances.js';
+import { deleteKeys, redisClient, TwoTierGroup, waitFor, type TwoTierInstance } from './helpers/two-tier-instances.js';
 
 const skip = await skipUnless('redis');
 const runPrefix = `cw-test-2t-${randomBytes(5).toString('hex')}:`;
@@ -81,17 +81,7 @@ function holdingL2(operation: 'get' | 'set', key: string) {
 
 after(async () => {
   if (skip) return;
-  const cleaner = redisClient(REDIS_URL, { failFast: false });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await cleaner.scan(cursor, 'MATCH', `${runPrefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await cleaner.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    cleaner.disconnect();
-  }
+  await deleteKeys(REDIS_URL, runPrefix);
 });
 
 if (skip) {

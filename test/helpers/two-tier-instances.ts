@@ -46,6 +46,21 @@ export function redisClient(url: string, options: { failFast?: boolean } = {}): 
   return client;
 }
 
+/** Deletes every key on `url` that starts with `prefix` (SCAN, then UNLINK), for a test's clean-up. */
+export async function deleteKeys(url: string, prefix: string): Promise<void> {
+  const cleaner = redisClient(url, { failFast: false });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await cleaner.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await cleaner.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    cleaner.disconnect();
+  }
+}
+
 export class TwoTierGroup {
   private readonly opened: TwoTierInstance[] = [];
   private readonly clients: Redis[] = [];
