@@ -131,8 +131,9 @@ export class WriteBackQueue {
     this.assertOpen();
     const { maxEntries, maxBytes, onFull, waitTimeoutMs } = this.ctx.policy.pending;
     let waitedSince: number | undefined;
+    let need: { keys: number; bytes: number };
     for (;;) {
-      const need = this.roomNeeded(writes);
+      need = this.roomNeeded(writes);
       const keys = this.size + this.reservedKeys;
       const bytes = this.bytes + this.reservedBytes;
       const fits = keys === 0 || (keys + need.keys <= maxEntries && bytes + need.bytes <= maxBytes);
@@ -157,7 +158,7 @@ export class WriteBackQueue {
       this.assertOpen();
     }
     const versions = writes.map(() => this.ctx.versions.next());
-    const positions = this.journal !== undefined && this.ctx.policy.durability === 'journal' ? await this.appendToJournal(writes, versions) : [];
+    const positions = this.journal !== undefined && this.ctx.policy.durability === 'journal' ? await this.appendToJournal(writes, versions, need) : [];
     const now = this.ctx.clock.now();
     const accepted = writes.map((write, i) => this.enqueue(write, versions[i] as number, now, positions[i]));
     this.wakeRoomWaiters();
@@ -177,10 +178,8 @@ export class WriteBackQueue {
         try {
           value = decodeValue(record.json as string);
         } catch (error) {
-          const w = this.enqueue({ op: 'set', key: record.key, json: record.json, value: undefined }, record.version, now, record.position);
-          this.pending.delete(w.key);
-          if (this.inflight.has(w.key)) this.inBoth--;
-          this.deadLetter(w, `the journal holds a value that is not valid JSON: ${describeError(error)}`);
+          // Never queued; it stays in the journal, as dead letters do.
+          this.recordDeadLetter({ key: record.key, op: record.op, version: record.version, json: record.json, attempts: 0 }, `the journal holds a value that is not valid JSON: ${describeError(error)}`);
           continue;
         }
       }
@@ -189,9 +188,8 @@ export class WriteBackQueue {
     this.pump();
   }
 
-  /** Appends the writes (durably) and returns their positions; room stays reserved meanwhile. */
-  private async appendToJournal(writes: readonly IncomingWrite[], versions: readonly number[]): Promise<(JournalPosition | undefined)[]> {
-    const need = this.roomNeeded(writes);
+  /** Appends the writes (durably) and returns their positions; the room they `need` stays reserved meanwhile. */
+  private async appendToJournal(writes: readonly IncomingWrite[], versions: readonly number[], need: { keys: number; bytes: number }): Promise<(JournalPosition | undefined)[]> {
     this.reservedKeys += need.keys;
     this.reservedBytes += need.bytes;
     const records: JournalRecord[] = writes.map((w, i) =>
@@ -541,9 +539,7 @@ export class WriteBackQueue {
   private deadLetter(w: PendingWrite, reason: string): void {
     this.bytes -= w.bytes;
     this.onLeft?.(w.key);
-    this.ctx.stats.counters.deadLetters++;
-    this.deadLetters.add({ collection: this.ctx.name, key: w.key, op: w.op, version: w.version, json: w.json, reason, attempts: w.attempts, at: this.ctx.clock.now() });
-    this.ctx.events.emit('dead-letter', { collection: this.ctx.name, key: w.key, version: w.version, reason, attempts: w.attempts });
+    this.recordDeadLetter(w, reason);
     if (!this.pending.has(w.key)) {
       // The cache must not keep serving a value the database will never hold.
       void this.ctx
@@ -551,6 +547,13 @@ export class WriteBackQueue {
         .catch(() => this.ctx.protect(w.key, undefined));
     }
     this.settle(w.key, w.version, reason);
+  }
+
+  /** Counts, keeps and reports a write that will not reach the database. */
+  private recordDeadLetter(w: Pick<PendingWrite, 'key' | 'op' | 'version' | 'json' | 'attempts'>, reason: string): void {
+    this.ctx.stats.counters.deadLetters++;
+    this.deadLetters.add({ collection: this.ctx.name, key: w.key, op: w.op, version: w.version, json: w.json, reason, attempts: w.attempts, at: this.ctx.clock.now() });
+    this.ctx.events.emit('dead-letter', { collection: this.ctx.name, key: w.key, version: w.version, reason, attempts: w.attempts });
   }
 }
 
