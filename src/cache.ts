@@ -135,12 +135,9 @@ export class Cache {
   async openJournal(journal: Journal): Promise<void> {
     const report = await journal.open();
     const collections: Record<string, number> = {};
-    for (const record of report.records) {
-      this.versions.observe(record.version);
-      let list = this.recovered.get(record.collection);
-      if (list === undefined) this.recovered.set(record.collection, (list = []));
-      list.push(record);
-      collections[record.collection] = (collections[record.collection] ?? 0) + 1;
+    for (const [name, records] of this.byCollection(report.records)) {
+      this.recovered.set(name, records);
+      collections[name] = records.length;
     }
     this.recoveryReport = { records: report.records.length, collections, waiting: [], tornTail: report.tornTail, corrupt: report.corrupt };
     if (isSharedJournal(journal)) this.claimEvery(journal.claimEveryMs, () => journal.claimAbandoned());
@@ -156,14 +153,7 @@ export class Cache {
       if (running || this.closing !== undefined) return;
       running = true;
       try {
-        const byCollection = new Map<string, RecoveredRecord[]>();
-        for (const record of await claim()) {
-          this.versions.observe(record.version);
-          let list = byCollection.get(record.collection);
-          if (list === undefined) byCollection.set(record.collection, (list = []));
-          list.push(record);
-        }
-        for (const [name, records] of byCollection) {
+        for (const [name, records] of this.byCollection(await claim())) {
           const collection = this.collections.get(name);
           if (collection === undefined) {
             this.recovered.set(name, [...(this.recovered.get(name) ?? []), ...records]);
@@ -185,6 +175,18 @@ export class Cache {
     const timer = setInterval(() => void tick(), Math.max(50, ms));
     timer.unref();
     this.stopClaims = () => clearInterval(timer);
+  }
+
+  /** Journal records per collection, in their order; later versions will exceed theirs. */
+  private byCollection(records: readonly RecoveredRecord[]): Map<string, RecoveredRecord[]> {
+    const grouped = new Map<string, RecoveredRecord[]>();
+    for (const record of records) {
+      this.versions.observe(record.version);
+      let list = grouped.get(record.collection);
+      if (list === undefined) grouped.set(record.collection, (list = []));
+      list.push(record);
+    }
+    return grouped;
   }
 
   /** What createCache found in the journal (undefined without a journal). */
