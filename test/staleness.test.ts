@@ -351,6 +351,9 @@ fc.configureGlobal({
   ...(process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH }),
 });
 
+/** A seed whose 300 cache-aside runs include fill races and quarantines (checked). */
+const FILL_RACE_SEED = 1;
+
 /** Runs per property; RUNS=n in the environment searches deeper (or faster). */
 function runs(numRuns: number): { numRuns: number } {
   return { numRuns: process.env.RUNS === undefined ? numRuns : Number(process.env.RUNS) };
@@ -439,12 +442,13 @@ describe('randomised interleavings: versions never regress (contract 1)', () => 
 describe('randomised interleavings: cache-aside fills (contracts 2, 7)', () => {
   test('lookups and fills interleaved with writes and invalidations never leave a stale value cached', async () => {
     const arb = fc.tuple(fc.constantFrom<'through' | 'around'>('through', 'around'), sometimesFaulty({ keys: ['a', 'b'], read: 'aside', readWeight: 2 }));
-    await fc.assert(
-      fc.asyncProperty(fc.scheduler(), arb, (s, [write, plan]) =>
-        runScenario(s, plan, { policy: { write, read: 'aside' }, keys: ['a', 'b'], seeded: ['a'], noDirtyReads: true }),
-      ),
-      runs(300),
+    const property = fc.asyncProperty(fc.scheduler(), arb, (s, [write, plan]) =>
+      runScenario(s, plan, { policy: { write, read: 'aside' }, keys: ['a', 'b'], seeded: ['a'], noDirtyReads: true }),
     );
+    await fc.assert(property, runs(300));
+    // Random runs seldom miss every fill race (about one CI run in ten did); runs from a fixed
+    // seed that has them then top up, so the property is never checked without one.
+    if (reached.fillRaces === 0 || reached.quarantined === 0) await fc.assert(property, { ...runs(300), seed: FILL_RACE_SEED });
     assertReached('fillRaces', 'quarantined');
   });
 });
