@@ -27,6 +27,7 @@ import { mkdir, open as openFile, readdir, readFile, unlink } from 'node:fs/prom
 import { dirname, join } from 'node:path';
 import { CachewiseError } from '../errors.js';
 import { errorCode, lockDirectory, type DirectoryLock } from './directory-lock.js';
+import { nextTurn } from '../util/next-turn.js';
 import { checkRecord } from './record-check.js';
 import type { DamagedRange, Journal, JournalPosition, JournalRecord, JournalStats, RecoveredRecord, RecoveryReport } from './journal.js';
 import { ReleaseIndex, type KeyEntry } from './release-index.js';
@@ -283,7 +284,7 @@ class FileJournal implements Journal {
     this.unsynced = appends.length > 0 ? 0 : this.unsynced + bytes;
     this.counters.bytes += bytes;
     this.counters.durableRecords += recordCount;
-    for (const mark of marks) mark.entry.markSegment = segment.seq;
+    for (const mark of marks) this.index.noteMark(mark.entry, segment.seq);
     for (const append of appends) {
       append.resolve(append.records.map((record) => this.noteRecord(segment, record)));
     }
@@ -409,7 +410,7 @@ class FileJournal implements Journal {
     this.toDelete = new Set();
     if (this.failure || this.fd < 0) return;
     for (const segment of batch) this.segments.delete(segment.seq);
-    const remark = this.index.dropSegments(new Set([...batch].map((segment) => segment.seq)));
+    const remark = await this.index.dropSegments(new Set([...batch].map((segment) => segment.seq)), nextTurn);
     for (const entry of remark) this.queueMark(entry);
     try {
       if (remark.length > 0) await this.barrier();
@@ -466,7 +467,7 @@ class FileJournal implements Journal {
         if (found.kind === 'release') {
           const entry = this.index.entry(found.collection, found.key);
           this.index.release(entry, found.version, () => undefined);
-          if (entry.released === found.version) entry.markSegment = seq;
+          if (entry.released === found.version) this.index.noteMark(entry, seq);
           return;
         }
         const { record } = found;

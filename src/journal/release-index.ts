@@ -11,6 +11,9 @@
  * later a mark that releases it, leave the same state as the live append and release did.
  */
 
+/** Keys forgotten between two pauses of dropSegments. */
+const DROP_CHUNK = 4096;
+
 export interface KeyEntry {
   readonly collection: string;
   readonly key: string;
@@ -26,6 +29,13 @@ export class ReleaseIndex {
   private readonly collections = new Map<string, Map<string, KeyEntry>>();
   /** Segment → number of keys with a live entry in it. */
   private readonly live = new Map<number, number>();
+  /**
+   * Segment → the entries with a record or their newest mark in it (an entry may stay listed
+   * after it moved on; dropSegments checks): deleting a segment visits these, not every key.
+   */
+  private readonly members = new Map<number, KeyEntry[]>();
+  /** Segments that dropSegments is still forgetting: their pairs no longer count as live. */
+  private readonly dropping = new Set<number>();
 
   entry(collection: string, key: string): KeyEntry {
     let keys = this.collections.get(collection);
@@ -48,6 +58,7 @@ export class ReleaseIndex {
     }
     // A literal of the exact size: push() on an empty array reserves room for 17 numbers.
     entry.segments = pairs.length === 0 ? [segment, version] : [...pairs, segment, version];
+    this.addMember(segment, entry);
     if (version > entry.released) this.addLive(segment, 1);
   }
 
@@ -62,9 +73,18 @@ export class ReleaseIndex {
     const pairs = entry.segments;
     for (let i = 0; i < pairs.length; i += 2) {
       const highest = pairs[i + 1] as number;
-      if (highest > before && highest <= version && this.addLive(pairs[i] as number, -1) === 0) freed(pairs[i] as number);
+      const segment = pairs[i] as number;
+      if (highest <= before || highest > version || (this.dropping.size > 0 && this.dropping.has(segment))) continue;
+      if (this.addLive(segment, -1) === 0) freed(segment);
     }
     return true;
+  }
+
+  /** Notes that the newest release mark of `entry` is in `segment`. */
+  noteMark(entry: KeyEntry, segment: number): void {
+    if (entry.markSegment === segment) return;
+    entry.markSegment = segment;
+    this.addMember(segment, entry);
   }
 
   /** Keys with a live entry in `segment`. */
@@ -74,25 +94,51 @@ export class ReleaseIndex {
 
   /**
    * Forgets deleted segments. Returns the keys whose newest mark was in one of them and that
-   * still have released records elsewhere: their mark must be written again.
+   * still have released records elsewhere: their mark must be written again. A segment holds up
+   * to hundreds of thousands of keys: between chunks of keys it awaits `pause()`, so the event
+   * loop is not held up; records and releases may come in meanwhile.
    */
-  dropSegments(deleted: ReadonlySet<number>): KeyEntry[] {
+  async dropSegments(deleted: ReadonlySet<number>, pause: () => Promise<void>): Promise<KeyEntry[]> {
     const remark: KeyEntry[] = [];
-    for (const segment of deleted) this.live.delete(segment);
-    for (const [collection, keys] of this.collections) {
-      for (const [key, entry] of keys) {
-        const pairs = entry.segments;
-        for (let i = pairs.length - 2; i >= 0; i -= 2) if (deleted.has(pairs[i] as number)) pairs.splice(i, 2);
-        if (pairs.length === 0) {
-          keys.delete(key);
-        } else if (entry.markSegment !== undefined && deleted.has(entry.markSegment)) {
-          entry.markSegment = undefined;
-          if (pairs.some((value, i) => i % 2 === 1 && value <= entry.released)) remark.push(entry);
+    for (const segment of deleted) {
+      this.live.delete(segment);
+      this.dropping.add(segment);
+    }
+    try {
+      let visited = 0;
+      for (const segment of deleted) {
+        const entries = this.members.get(segment) ?? [];
+        this.members.delete(segment);
+        for (const entry of entries) {
+          if (++visited % DROP_CHUNK === 0) await pause();
+          const pairs = entry.segments;
+          for (let i = pairs.length - 2; i >= 0; i -= 2) if (deleted.has(pairs[i] as number)) pairs.splice(i, 2);
+          if (pairs.length === 0) {
+            this.forget(entry);
+          } else if (entry.markSegment !== undefined && deleted.has(entry.markSegment)) {
+            entry.markSegment = undefined;
+            if (pairs.some((value, i) => i % 2 === 1 && value <= entry.released)) remark.push(entry);
+          }
         }
       }
-      if (keys.size === 0) this.collections.delete(collection);
+    } finally {
+      for (const segment of deleted) this.dropping.delete(segment);
     }
     return remark;
+  }
+
+  /** Drops `entry` from its collection unless a newer entry of its key took its place. */
+  private forget(entry: KeyEntry): void {
+    const keys = this.collections.get(entry.collection);
+    if (keys?.get(entry.key) !== entry) return;
+    keys.delete(entry.key);
+    if (keys.size === 0) this.collections.delete(entry.collection);
+  }
+
+  private addMember(segment: number, entry: KeyEntry): void {
+    const entries = this.members.get(segment);
+    if (entries === undefined) this.members.set(segment, [entry]);
+    else entries.push(entry);
   }
 
   private addLive(segment: number, delta: number): number {
