@@ -412,9 +412,17 @@ export class WriteBackQueue {
       const batch = this.takeDueBatch(now);
       if (batch.length === 0) break;
       this.batchesInFlight++;
-      void this.send(batch).finally(() => {
+      let freed = false;
+      const free = () => {
+        if (freed) return;
+        freed = true;
         this.batchesInFlight--;
         this.pump();
+      };
+      // Once its entries are handled, pump again: failed ones are back in the queue, with a retry time.
+      void this.send(batch, free).finally(() => {
+        if (freed) this.pump();
+        else free();
       });
     }
     this.armTimer(now);
@@ -468,13 +476,19 @@ export class WriteBackQueue {
     }, Math.max(0, at - now));
   }
 
-  private async send(batch: PendingWrite[]): Promise<void> {
+  /**
+   * Commits `batch` and settles its entries. `free` is called as soon as the database answered,
+   * before the outcomes are handled: the next batch is sent first (a store that hands batches to
+   * another thread, as sqliteStore does, then works on it meanwhile).
+   */
+  private async send(batch: PendingWrite[], free: () => void): Promise<void> {
     const writes: StoreWrite[] = batch.map((w) =>
       w.op === 'set' ? { op: 'set', key: w.key, version: w.version, json: w.json as string } : { op: 'delete', key: w.key, version: w.version },
     );
     // Read before the commit: the cache writes after it are refused if the tier lost its memory meanwhile.
     const generation = this.ctx.tier.generation?.();
     const outcomes = await commit(this.ctx, writes);
+    free();
     const released: JournalPosition[] = [];
     let retryError: unknown;
     let retryAttempt = 0;
