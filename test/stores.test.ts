@@ -7,7 +7,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { ManualClock } from '../src/clock.js';
 import { isCachewiseError, type ErrorCode } from '../src/errors.js';
@@ -25,9 +27,14 @@ function tempDir(): { dir: string; remove(): void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-async function sqliteFileFixture(options?: SqliteStoreOptions): Promise<StoreFixture & { file: string }> {
+async function sqliteFileFixture(options?: SqliteStoreOptions, setup?: (db: Database.Database) => void): Promise<StoreFixture & { file: string }> {
   const { dir, remove } = tempDir();
   const file = join(dir, 'store.db');
+  if (setup) {
+    const db = new Database(file);
+    setup(db);
+    db.close();
+  }
   const store = sqliteStore(file, options);
   return {
     store,
@@ -165,46 +172,76 @@ async function withFixture<F extends StoreFixture>(fixture: Promise<F>, fn: (f: 
 // SQLite
 
 describe('sqliteStore', () => {
-  test('a bad entry fails alone, marked permanent, while the rest of the batch commits', () =>
-    withFixture(
-      sqliteHandleFixture((db) =>
-        db.exec(`CREATE TABLE cachewise_items ("key" TEXT PRIMARY KEY NOT NULL, "value" TEXT CHECK ("value" IS NULL OR "value" NOT LIKE '%poison%'),
-                 "version" INTEGER NOT NULL, "updated_at" INTEGER NOT NULL)`),
-      ),
-      async ({ store }) => {
-        await store.prepare('items');
-        const writes = Array.from({ length: 10 }, (_, i) => set(`k${i}`, i + 1, i === 4 ? '"poison"' : `${i}`));
-        const outcomes = await store.write('items', writes);
-        outcomes.forEach((outcome, i) => {
-          if (i !== 4) return assert.deepEqual(outcome, { status: 'applied' }, `entry ${i}`);
-          assert.equal(outcome.status, 'failed');
-          assert.ok(outcome.status === 'failed' && outcome.permanent, 'a constraint failure is permanent');
-          assert.equal((outcome as { error: { code?: string } }).error.code, 'SQLITE_CONSTRAINT_CHECK');
-        });
-        const rows = await store.loadMany('items', writes.map((w) => w.key));
-        rows.forEach((row, i) => assert.deepEqual(row, i === 4 ? undefined : { version: i + 1, json: `${i}` }, `row ${i}`));
-      },
-    ));
+  // Batches of a file the store opened run on its writer thread; those of a Database passed in,
+  // on the calling thread: per-entry failures must come back the same way from both.
+  const writers: [string, (setup: (db: Database.Database) => void) => Promise<StoreFixture>][] = [
+    ['on a Database passed in', (setup) => sqliteHandleFixture(setup)],
+    ['on the writer thread', (setup) => sqliteFileFixture(undefined, setup)],
+  ];
+  for (const [where, fixture] of writers) {
+    test(`a bad entry fails alone, marked permanent, while the rest of the batch commits (${where})`, () =>
+      withFixture(
+        fixture((db) =>
+          db.exec(`CREATE TABLE cachewise_items ("key" TEXT PRIMARY KEY NOT NULL, "value" TEXT CHECK ("value" IS NULL OR "value" NOT LIKE '%poison%'),
+                   "version" INTEGER NOT NULL, "updated_at" INTEGER NOT NULL)`),
+        ),
+        async ({ store }) => {
+          await store.prepare('items');
+          const writes = Array.from({ length: 10 }, (_, i) => set(`k${i}`, i + 1, i === 4 ? '"poison"' : `${i}`));
+          const outcomes = await store.write('items', writes);
+          outcomes.forEach((outcome, i) => {
+            if (i !== 4) return assert.deepEqual(outcome, { status: 'applied' }, `entry ${i}`);
+            assert.equal(outcome.status, 'failed');
+            assert.ok(outcome.status === 'failed' && outcome.permanent, 'a constraint failure is permanent');
+            assert.equal((outcome as { error: { code?: string } }).error.code, 'SQLITE_CONSTRAINT_CHECK');
+          });
+          const rows = await store.loadMany('items', writes.map((w) => w.key));
+          rows.forEach((row, i) => assert.deepEqual(row, i === 4 ? undefined : { version: i + 1, json: `${i}` }, `row ${i}`));
+        },
+      ));
 
-  test('an entry whose constraint rolls back the whole transaction fails alone; the others commit on a retry', () =>
-    withFixture(
-      sqliteHandleFixture((db) =>
-        db.exec(`CREATE TABLE cachewise_items ("key" TEXT PRIMARY KEY NOT NULL, "value" TEXT NOT NULL ON CONFLICT ROLLBACK,
-                 "version" INTEGER NOT NULL, "updated_at" INTEGER NOT NULL)`),
-      ),
-      async ({ store }) => {
-        await store.prepare('items');
-        const outcomes = await store.write('items', [set('a', 1, '"a"'), del('b', 2), set('c', 3, '"c"'), del('d', 4)]);
-        assert.deepEqual(outcomes[0], { status: 'applied' });
-        assert.deepEqual(outcomes[2], { status: 'applied' });
-        for (const i of [1, 3]) {
-          const outcome = outcomes[i]!;
-          assert.ok(outcome.status === 'failed' && outcome.permanent, `entry ${i} failed permanently`);
-          assert.equal((outcome.error as { code?: string }).code, 'SQLITE_CONSTRAINT_NOTNULL');
-        }
-        assert.deepEqual(await store.loadMany('items', ['a', 'b', 'c', 'd']), [{ version: 1, json: '"a"' }, undefined, { version: 3, json: '"c"' }, undefined]);
-      },
-    ));
+    test(`an entry whose constraint rolls back the whole transaction fails alone; the others commit on a retry (${where})`, () =>
+      withFixture(
+        fixture((db) =>
+          db.exec(`CREATE TABLE cachewise_items ("key" TEXT PRIMARY KEY NOT NULL, "value" TEXT NOT NULL ON CONFLICT ROLLBACK,
+                   "version" INTEGER NOT NULL, "updated_at" INTEGER NOT NULL)`),
+        ),
+        async ({ store }) => {
+          await store.prepare('items');
+          const outcomes = await store.write('items', [set('a', 1, '"a"'), del('b', 2), set('c', 3, '"c"'), del('d', 4)]);
+          assert.deepEqual(outcomes[0], { status: 'applied' });
+          assert.deepEqual(outcomes[2], { status: 'applied' });
+          for (const i of [1, 3]) {
+            const outcome = outcomes[i]!;
+            assert.ok(outcome.status === 'failed' && outcome.permanent, `entry ${i} failed permanently`);
+            assert.equal((outcome.error as { code?: string }).code, 'SQLITE_CONSTRAINT_NOTNULL');
+          }
+          assert.deepEqual(await store.loadMany('items', ['a', 'b', 'c', 'd']), [{ version: 1, json: '"a"' }, undefined, { version: 3, json: '"c"' }, undefined]);
+        },
+      ));
+  }
+
+  test('close() waits for the batches on the writer thread; a process that never closes the store still exits', async () => {
+    const f = await sqliteFileFixture();
+    try {
+      await f.store.prepare('items');
+      const writing = f.store.write('items', Array.from({ length: 500 }, (_, i) => set(`k${i}`, i + 1, `${i}`)));
+      await f.store.close();
+      assert.equal((await writing).filter((o) => o.status === 'applied').length, 500, 'the batch sent before close() committed');
+      const again = sqliteStore(f.file, { writer: 'inline' });
+      assert.deepEqual(await again.load('items', 'k499'), { version: 500, json: '499' });
+      await again.close();
+
+      const child = fileURLToPath(new URL('./helpers/sqlite-unclosed-child.ts', import.meta.url));
+      const file = join(dirname(f.file), 'child.db');
+      const run = spawnSync(process.execPath, ['--import', 'tsx', child, file], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(run.error, undefined, `the child exited by itself (${String(run.error)})`);
+      assert.equal(run.status, 0, run.stderr);
+      assert.deepEqual(JSON.parse(run.stdout), [{ status: 'applied' }]);
+    } finally {
+      await f.cleanup();
+    }
+  });
 
   test('a batch that cannot begin its transaction (database locked) rejects marked notApplied and writes nothing', () =>
     withFixture(sqliteFileFixture({ busyTimeout: 0 }), async ({ store, file }) => {
@@ -294,6 +331,7 @@ describe('sqliteStore', () => {
       [{ busyTimeout: 1.5 }, 'busyTimeout'],
       [{ clock: {} }, 'clock'],
       [{ synchronus: 'full' }, 'synchronus'],
+      [{ writer: 'worker' }, 'writer'],
       [null, 'options'],
     ];
     for (const [options, name] of cases) {

@@ -10,13 +10,16 @@
  *
  * better-sqlite3 is an optional peer dependency, loaded only when the store opens a file itself.
  * The driver is synchronous; every method still returns a promise, and a driver error always
- * arrives as a rejection.
+ * arrives as a rejection. Batches of a file the store opened are committed on a writer thread
+ * (./sqlite-writer.ts), so they do not stop the event loop; reads run on the calling thread.
  */
 import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import { systemClock, type Clock } from '../clock.js';
 import { CachewiseError } from '../errors.js';
-import { notApplied, type Store, type StoreRecord, type StoreWrite, type WriteOutcome } from './store.js';
+import { batchWriter, prepareUpserts, type UpsertStatements } from './sqlite-batch.js';
+import { SqliteWriterThread } from './sqlite-writer.js';
+import type { Store, StoreRecord, StoreWrite, WriteOutcome } from './store.js';
 
 export interface SqliteStoreOptions {
   /**
@@ -38,6 +41,13 @@ export interface SqliteStoreOptions {
   busyTimeout?: number;
   /** Source of the `updated_at` timestamps (milliseconds). Default: the system clock. */
   clock?: Clock;
+  /**
+   * Where batches are committed when the store opened the file itself. `'thread'` (default): on
+   * a writer thread with its own connection, so a commit (and its fsync) never stops the event
+   * loop. `'inline'`: on the calling thread. A Database you pass in, and `':memory:'`, are
+   * always written inline.
+   */
+  writer?: 'thread' | 'inline';
 }
 
 /** Identifiers the store accepts as table-name parts (contract 9). */
@@ -48,9 +58,7 @@ const MAX_TABLE_NAME = 63;
 const MAX_IN_LIST = 500;
 /** Sizes of the prepared `IN (...)` statements; a shorter chunk is padded to the next size. */
 const IN_LIST_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, MAX_IN_LIST];
-const KNOWN_OPTIONS = new Set(['tablePrefix', 'synchronous', 'busyTimeout', 'clock']);
-/** SQLite result codes that fail again on retry: the data itself is refused. */
-const PERMANENT_CODES = /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/;
+const KNOWN_OPTIONS = new Set(['tablePrefix', 'synchronous', 'busyTimeout', 'clock', 'writer']);
 
 type Database = BetterSqlite3.Database;
 type Statement<P extends unknown[], R = unknown> = BetterSqlite3.Statement<P, R>;
@@ -62,10 +70,8 @@ interface Row {
 }
 
 /** The prepared statements of one collection's table. */
-interface TableStatements {
+interface TableStatements extends UpsertStatements {
   readonly load: Statement<[string], Row>;
-  readonly upsert: Statement<[string, string | null, number, number]>;
-  readonly version: Statement<[string], number>;
   readonly maxVersion: Statement<[], number>;
   /** `IN (...)` loads, by list size, prepared on first use. */
   readonly loadIn: Map<number, Statement<string[], Row>>;
@@ -90,9 +96,13 @@ export function sqliteStore(fileOrDb: string | Database, options: SqliteStoreOpt
     throw error;
   }
 
-  const begin = db.prepare('BEGIN IMMEDIATE');
-  const commit = db.prepare('COMMIT');
-  const rollback = db.prepare('ROLLBACK');
+  const writeBatch = batchWriter(db);
+  // A file the store opened itself gets a writer thread; a Database passed in (or an in-memory
+  // one, which a second connection cannot see) is written on the calling thread.
+  const thread =
+    owned && settings.writer === 'thread' && !isMemoryFile(fileOrDb)
+      ? new SqliteWriterThread({ file: fileOrDb, busyTimeout: settings.busyTimeout, synchronous: settings.synchronous })
+      : undefined;
   const tables = new Map<string, TableStatements>();
   let closed = false;
 
@@ -127,12 +137,7 @@ export function sqliteStore(fileOrDb: string | Database, options: SqliteStoreOpt
     return {
       table,
       load: db.prepare<[string], Row>(`SELECT "key", "value", "version" FROM ${table} WHERE "key" = ?`).safeIntegers(false),
-      upsert: db.prepare<[string, string | null, number, number]>(
-        `INSERT INTO ${table} ("key", "value", "version", "updated_at") VALUES (?, ?, ?, ?) ` +
-          'ON CONFLICT("key") DO UPDATE SET "value" = excluded."value", "version" = excluded."version", ' +
-          `"updated_at" = excluded."updated_at" WHERE excluded."version" > ${table}."version"`,
-      ),
-      version: db.prepare<[string], number>(`SELECT "version" FROM ${table} WHERE "key" = ?`).pluck().safeIntegers(false),
+      ...prepareUpserts(db, table),
       maxVersion: db.prepare<[], number>(`SELECT coalesce(max("version"), 0) FROM ${table}`).pluck().safeIntegers(false),
       loadIn: new Map(),
     };
@@ -146,70 +151,6 @@ export function sqliteStore(fileOrDb: string | Database, options: SqliteStoreOpt
       s.loadIn.set(size, statement);
     }
     return statement;
-  }
-
-  /**
-   * Runs the batch in one transaction, skipping the entries in `skip`. Returns the outcomes, or
-   * the entry whose bad data rolled the whole transaction back (a constraint declared
-   * `ON CONFLICT ROLLBACK`, a trigger's RAISE(ROLLBACK)) so the caller can retry without it.
-   */
-  function attempt(
-    s: TableStatements,
-    writes: readonly StoreWrite[],
-    skip: ReadonlyMap<number, WriteOutcome>,
-  ): WriteOutcome[] | { rolledBackBy: number; error: unknown } {
-    if (db.inTransaction) {
-      throw notApplied(
-        new CachewiseError(
-          'E_STORE_FAILED',
-          'the SQLite connection is already inside a transaction, so the batch could not commit on its own',
-          'finish your transaction before the cache writes, or give the store its own connection',
-        ),
-      );
-    }
-    try {
-      begin.run();
-    } catch (error) {
-      throw notApplied(error);
-    }
-    try {
-      const now = settings.clock.now();
-      const outcomes: WriteOutcome[] = [];
-      for (let i = 0; i < writes.length; i++) {
-        const skipped = skip.get(i);
-        if (skipped) {
-          outcomes.push(skipped);
-          continue;
-        }
-        const write = writes[i]!;
-        try {
-          const json = write.op === 'set' ? write.json : null;
-          if (s.upsert.run(write.key, json, write.version, now).changes === 1) {
-            outcomes.push({ status: 'applied' });
-          } else {
-            outcomes.push({ status: 'superseded', current: s.version.get(write.key) ?? write.version });
-          }
-        } catch (error) {
-          if (!db.inTransaction) {
-            if (isPermanentSqliteError(error)) return { rolledBackBy: i, error };
-            throw error;
-          }
-          // SQLite aborted only this statement; the transaction and the other entries stand.
-          outcomes.push({ status: 'failed', error, permanent: isPermanentSqliteError(error) });
-        }
-      }
-      commit.run();
-      return outcomes;
-    } catch (error) {
-      if (db.inTransaction) {
-        try {
-          rollback.run();
-        } catch {
-          // The rollback error adds nothing: the original error says why the batch failed.
-        }
-      }
-      throw notApplied(error);
-    }
   }
 
   return {
@@ -247,13 +188,13 @@ export function sqliteStore(fileOrDb: string | Database, options: SqliteStoreOpt
         const problem = invalidWrite(write);
         if (problem) skip.set(i, { status: 'failed', error: problem, permanent: true });
       });
-      for (;;) {
-        const result = attempt(s, writes, skip);
-        if (Array.isArray(result)) return result;
-        // That entry's own bad data rolled everything back: report it and commit the others
-        // without it. Each round skips one more entry, so this ends.
-        skip.set(result.rolledBackBy, { status: 'failed', error: result.error, permanent: true });
-      }
+      const now = settings.clock.now();
+      if (thread === undefined) return writeBatch(s, writes, now, skip);
+      if (skip.size === writes.length) return writes.map((_, i) => skip.get(i)!);
+      const sent = writes.filter((_, i) => !skip.has(i));
+      const outcomes = await thread.write(s.table, sent, now);
+      let next = 0;
+      return writes.map((_, i) => skip.get(i) ?? outcomes[next++]!);
     },
 
     async maxVersion(collection) {
@@ -264,6 +205,7 @@ export function sqliteStore(fileOrDb: string | Database, options: SqliteStoreOpt
       if (closed) return;
       closed = true;
       tables.clear();
+      await thread?.close();
       if (owned) db.close();
     },
   };
@@ -295,12 +237,6 @@ function invalidWrite(write: StoreWrite): CachewiseError | undefined {
     return new CachewiseError('E_STORE_FAILED', `unknown write operation ${String((write as { op: unknown }).op)}`, "use op 'set' or 'delete'");
   }
   return undefined;
-}
-
-function isPermanentSqliteError(error: unknown): boolean {
-  if (error instanceof TypeError || error instanceof RangeError) return true; // a parameter the driver cannot bind
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && PERMANENT_CODES.test(code);
 }
 
 /** The validated table name `<prefix><collection>` (unquoted). */
@@ -336,18 +272,19 @@ interface Settings {
   synchronous: 'full' | 'normal';
   busyTimeout: number;
   clock: Clock;
+  writer: 'thread' | 'inline';
 }
 
 function validateOptions(options: SqliteStoreOptions): Settings {
   if (typeof options !== 'object' || options === null) {
-    throw invalidOption('options', 'sqliteStore options must be an object', 'pass { tablePrefix, synchronous, busyTimeout, clock } or nothing');
+    throw invalidOption('options', 'sqliteStore options must be an object', 'pass { tablePrefix, synchronous, busyTimeout, clock, writer } or nothing');
   }
   for (const name of Object.keys(options)) {
     if (!KNOWN_OPTIONS.has(name)) {
       throw invalidOption(name, `unknown sqliteStore option "${name}"`, `use only ${[...KNOWN_OPTIONS].join(', ')}`);
     }
   }
-  const { tablePrefix = 'cachewise_', synchronous = 'full', busyTimeout = 5000, clock = systemClock } = options;
+  const { tablePrefix = 'cachewise_', synchronous = 'full', busyTimeout = 5000, clock = systemClock, writer = 'thread' } = options;
   if (typeof tablePrefix !== 'string' || (tablePrefix !== '' && !IDENTIFIER.test(tablePrefix)) || tablePrefix.length >= MAX_TABLE_NAME) {
     throw invalidOption(
       'tablePrefix',
@@ -364,7 +301,10 @@ function validateOptions(options: SqliteStoreOptions): Settings {
   if (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function') {
     throw invalidOption('clock', 'clock must be an object with a now() method', 'pass a Clock, or leave clock unset for the system clock');
   }
-  return { tablePrefix, synchronous, busyTimeout, clock };
+  if (writer !== 'thread' && writer !== 'inline') {
+    throw invalidOption('writer', `writer must be 'thread' or 'inline', got ${JSON.stringify(writer)}`, "use 'thread' (commits off the event loop) or 'inline'");
+  }
+  return { tablePrefix, synchronous, busyTimeout, clock, writer };
 }
 
 function invalidOption(option: string, message: string, remedy: string): CachewiseError {
@@ -413,4 +353,9 @@ function configure(db: Database, settings: Settings): void {
     throw new CachewiseError('E_STORE_FAILED', `the SQLite database could not switch to WAL mode (it stays in "${mode}" mode)`, 'use a writable database file on a local filesystem');
   }
   db.pragma(`synchronous = ${settings.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+}
+
+/** True for SQLite's private databases, which a second connection cannot open. */
+function isMemoryFile(file: string): boolean {
+  return file === '' || file === ':memory:' || file.startsWith('file::memory:');
 }

@@ -9,6 +9,8 @@ export function tempSqlite(options: SqliteStoreOptions = {}): { store: Store; fi
   const dir = mkdtempSync(join(tmpdir(), 'cachewise-test-'));
   const file = join(dir, 'test.db');
   // 'normal' keeps tests fast; durability of SQLite itself is not what these tests check.
-  const store = sqliteStore(file, { synchronous: 'normal', ...options });
+  // 'inline': these tests step a manual clock and expect a store write to be over within a few
+  // turns of the event loop (the writer thread has its own tests in stores.test.ts).
+  const store = sqliteStore(file, { synchronous: 'normal', writer: 'inline', ...options });
   return { store, file, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
