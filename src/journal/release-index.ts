@@ -34,8 +34,6 @@ export class ReleaseIndex {
    * after it moved on; dropSegments checks): deleting a segment visits these, not every key.
    */
   private readonly members = new Map<number, KeyEntry[]>();
-  /** Segments that dropSegments is still forgetting: their pairs no longer count as live. */
-  private readonly dropping = new Set<number>();
 
   entry(collection: string, key: string): KeyEntry {
     let keys = this.collections.get(collection);
@@ -73,9 +71,7 @@ export class ReleaseIndex {
     const pairs = entry.segments;
     for (let i = 0; i < pairs.length; i += 2) {
       const highest = pairs[i + 1] as number;
-      const segment = pairs[i] as number;
-      if (highest <= before || highest > version || (this.dropping.size > 0 && this.dropping.has(segment))) continue;
-      if (this.addLive(segment, -1) === 0) freed(segment);
+      if (highest > before && highest <= version && this.addLive(pairs[i] as number, -1) === 0) freed(pairs[i] as number);
     }
     return true;
   }
@@ -100,29 +96,23 @@ export class ReleaseIndex {
    */
   async dropSegments(deleted: ReadonlySet<number>, pause: () => Promise<void>): Promise<KeyEntry[]> {
     const remark: KeyEntry[] = [];
+    // A deleted segment had no live record: a release in a pause cannot reach its pairs.
+    for (const segment of deleted) this.live.delete(segment);
+    let visited = 0;
     for (const segment of deleted) {
-      this.live.delete(segment);
-      this.dropping.add(segment);
-    }
-    try {
-      let visited = 0;
-      for (const segment of deleted) {
-        const entries = this.members.get(segment) ?? [];
-        this.members.delete(segment);
-        for (const entry of entries) {
-          if (++visited % DROP_CHUNK === 0) await pause();
-          const pairs = entry.segments;
-          for (let i = pairs.length - 2; i >= 0; i -= 2) if (deleted.has(pairs[i] as number)) pairs.splice(i, 2);
-          if (pairs.length === 0) {
-            this.forget(entry);
-          } else if (entry.markSegment !== undefined && deleted.has(entry.markSegment)) {
-            entry.markSegment = undefined;
-            if (pairs.some((value, i) => i % 2 === 1 && value <= entry.released)) remark.push(entry);
-          }
+      const entries = this.members.get(segment) ?? [];
+      this.members.delete(segment);
+      for (const entry of entries) {
+        if (++visited % DROP_CHUNK === 0) await pause();
+        const pairs = entry.segments;
+        for (let i = pairs.length - 2; i >= 0; i -= 2) if (deleted.has(pairs[i] as number)) pairs.splice(i, 2);
+        if (pairs.length === 0) {
+          this.forget(entry);
+        } else if (entry.markSegment !== undefined && deleted.has(entry.markSegment)) {
+          entry.markSegment = undefined;
+          if (pairs.some((value, i) => i % 2 === 1 && value <= entry.released)) remark.push(entry);
         }
       }
-    } finally {
-      for (const segment of deleted) this.dropping.delete(segment);
     }
     return remark;
   }
