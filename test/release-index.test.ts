@@ -15,7 +15,7 @@ function filled(index: ReleaseIndex, segment: number, keys: number, first = 0): 
 }
 
 describe('journal release index', () => {
-  test('a segment dropped in chunks: a release between chunks counts in the live segment only, no segment is freed twice, and only the dropped segment's keys are forgotten', async () => {
+  test('a segment dropped in chunks: a release between chunks counts in the live segment only, no segment is freed twice, and only the keys of the dropped segment are forgotten', async () => {
     const index = new ReleaseIndex();
     const old = filled(index, 1, 10_000);
     const current = filled(index, 2, 100, 10_000);

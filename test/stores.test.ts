@@ -221,6 +221,46 @@ describe('sqliteStore', () => {
       ));
   }
 
+  test('concurrent batches on the writer thread, committed together: each gets its own outcomes, a refused entry fails alone', () =>
+    withFixture(
+      sqliteFileFixture(undefined, (db) =>
+        db.exec(`CREATE TABLE cachewise_items ("key" TEXT PRIMARY KEY NOT NULL, "value" TEXT CHECK ("value" IS NULL OR "value" NOT LIKE '%poison%'),
+                 "version" INTEGER NOT NULL, "updated_at" INTEGER NOT NULL)`),
+      ),
+      async ({ store }) => {
+        await store.prepare('items');
+        // 300 one-entry batches on 30 keys, versions 1..300 sent in a shuffled order, all at once.
+        const versions = Array.from({ length: 300 }, (_, i) => i + 1).sort((a, b) => ((a * 7919) % 300) - ((b * 7919) % 300));
+        const poisoned = versions[150]!;
+        const sent = versions.map((version) => {
+          const key = `k${version % 30}`;
+          return { key, version, outcome: store.write('items', [set(key, version, version === poisoned ? '"poison"' : `${version}`)]) };
+        });
+        const newest = new Map<string, number>();
+        for (const { key, version } of sent) {
+          if (version !== poisoned) newest.set(key, Math.max(newest.get(key) ?? 0, version));
+        }
+        const seen = new Map<string, number>(); // highest version applied so far per key, in send order
+        for (const { key, version, outcome } of sent) {
+          const [result] = await outcome;
+          if (version === poisoned) {
+            assert.ok(result!.status === 'failed' && result!.permanent, 'the poisoned entry fails, permanently');
+            assert.equal((result as { error: { code?: string } }).error.code, 'SQLITE_CONSTRAINT_CHECK');
+            continue;
+          }
+          if (result!.status === 'applied') {
+            assert.ok(version > (seen.get(key) ?? 0), `v${version} of ${key} applied over a newer one`);
+            seen.set(key, version);
+          } else {
+            assert.equal(result!.status, 'superseded', `v${version} of ${key}`);
+            assert.ok((result as { current: number }).current > version, 'superseded by a newer version');
+          }
+        }
+        const rows = await store.loadMany('items', [...newest.keys()]);
+        [...newest.values()].forEach((version, i) => assert.deepEqual(rows[i], { version, json: `${version}` }));
+      },
+    ));
+
   test('close() waits for the batches on the writer thread; a process that never closes the store still exits', async () => {
     const f = await sqliteFileFixture();
     try {
