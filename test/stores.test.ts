@@ -5,7 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -15,6 +15,7 @@ import { ManualClock } from '../src/clock.js';
 import { isCachewiseError, type ErrorCode } from '../src/errors.js';
 import { functionStore, type FunctionBatchResult, type FunctionStoreOptions, type FunctionStoreRecord } from '../src/stores/function-store.js';
 import { sqliteStore, type SqliteStoreOptions } from '../src/stores/sqlite-store.js';
+import { SqliteWriterThread } from '../src/stores/sqlite-writer.js';
 import { isNotApplied, notApplied, type Store, type StoreWrite } from '../src/stores/store.js';
 import { storeConformance, type StoreFixture } from './conformance/store-conformance.js';
 
@@ -260,6 +261,31 @@ describe('sqliteStore', () => {
         [...newest.values()].forEach((version, i) => assert.deepEqual(rows[i], { version, json: `${version}` }));
       },
     ));
+
+  test('a writer thread that dies fails its batches with E_STORE_FAILED (outcome unknown, not notApplied); the next batch starts a new one', async () => {
+    const { dir, remove } = tempDir();
+    const file = join(dir, 'later', 'store.db');
+    const writer = new SqliteWriterThread({ file, busyTimeout: 1000, synchronous: 'normal' });
+    try {
+      // The directory does not exist yet: the thread cannot open the file and stops.
+      await assert.rejects(writer.write('"cachewise_items"', [set('a', 1, '1')], 0), (error: unknown) => {
+        assert.ok(isCachewiseError(error) && error.code === 'E_STORE_FAILED', String(error));
+        assert.match((error as Error).message, /writer thread stopped/);
+        assert.equal(isNotApplied(error), false, 'a commit may have finished: the outcome is unknown');
+        return true;
+      });
+      mkdirSync(dirname(file));
+      const db = new Database(file);
+      db.pragma('journal_mode = WAL');
+      db.exec('CREATE TABLE cachewise_items ("key" TEXT PRIMARY KEY NOT NULL, "value" TEXT, "version" INTEGER NOT NULL, "updated_at" INTEGER NOT NULL)');
+      assert.deepEqual(await writer.write('"cachewise_items"', [set('a', 1, '1')], 0), [{ status: 'applied' }]);
+      assert.deepEqual(db.prepare('SELECT "value", "version" FROM cachewise_items').get(), { value: '1', version: 1 });
+      db.close();
+    } finally {
+      await writer.close();
+      remove();
+    }
+  });
 
   test('close() waits for the batches on the writer thread; a process that never closes the store still exits', async () => {
     const f = await sqliteFileFixture();
