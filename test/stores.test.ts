@@ -262,6 +262,25 @@ describe('sqliteStore', () => {
       },
     ));
 
+  test('a relative path names the same file for the writer thread, even after the working directory changed', async () => {
+    const { dir, remove } = tempDir();
+    const before = process.cwd();
+    let store: ReturnType<typeof sqliteStore> | undefined;
+    try {
+      process.chdir(dir);
+      store = sqliteStore('relative.db');
+      process.chdir(before); // the writer thread starts at the first write, from here
+      await store.prepare('items');
+      assert.deepEqual(await store.write('items', [set('a', 1, '1')]), [{ status: 'applied' }]);
+      assert.deepEqual(await store.load('items', 'a'), { version: 1, json: '1' });
+      assert.equal(existsSync(join(before, 'relative.db')), false, 'no file was created in the new working directory');
+    } finally {
+      process.chdir(before);
+      await store?.close();
+      remove();
+    }
+  });
+
   test('a writer thread that dies fails its batches with E_STORE_FAILED (outcome unknown, not notApplied); the next batch starts a new one', async () => {
     const { dir, remove } = tempDir();
     const file = join(dir, 'later', 'store.db');

@@ -14,6 +14,7 @@
  * (./sqlite-writer.ts), so they do not stop the event loop; reads run on the calling thread.
  */
 import { createRequire } from 'node:module';
+import { resolve as resolvePath } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { systemClock, type Clock } from '../clock.js';
 import { CachewiseError } from '../errors.js';
@@ -98,10 +99,11 @@ export function sqliteStore(fileOrDb: string | Database, options: SqliteStoreOpt
 
   const writeBatch = batchWriter(db);
   // A file the store opened itself gets a writer thread; a Database passed in (or an in-memory
-  // one, which a second connection cannot see) is written on the calling thread.
+  // one, which a second connection cannot see) is written on the calling thread. The thread
+  // opens the file later: its path is fixed now, in case the working directory changes.
   const thread =
     owned && settings.writer === 'thread' && !isMemoryFile(fileOrDb)
-      ? new SqliteWriterThread({ file: fileOrDb, busyTimeout: settings.busyTimeout, synchronous: settings.synchronous })
+      ? new SqliteWriterThread({ file: resolvePath(fileOrDb), busyTimeout: settings.busyTimeout, synchronous: settings.synchronous })
       : undefined;
   const tables = new Map<string, TableStatements>();
   let closed = false;
