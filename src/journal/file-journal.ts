@@ -25,9 +25,9 @@
 import * as fs from 'node:fs';
 import { mkdir, open as openFile, readdir, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CachewiseError } from '../errors.js';
 import { errorCode, lockDirectory, type DirectoryLock } from './directory-lock.js';
-import { nextTurn } from '../util/next-turn.js';
 import { checkRecord } from './record-check.js';
 import type { DamagedRange, Journal, JournalPosition, JournalRecord, JournalStats, RecoveredRecord, RecoveryReport } from './journal.js';
 import { ReleaseIndex, type KeyEntry } from './release-index.js';

@@ -1,7 +1,7 @@
 /**
- * One batch of versioned upserts in one SQLite transaction, shared by the store's two writers:
- * on the calling thread (a Database the application passed in) and on the writer thread (a file
- * the store opened itself, ./sqlite-writer.ts).
+ * What the store's two writers share: the connection settings, and one batch of versioned
+ * upserts in one SQLite transaction. The writers: the calling thread (a Database the application
+ * passed in) and the writer thread (a file the store opened itself, ./sqlite-writer.ts).
  */
 import type BetterSqlite3 from 'better-sqlite3';
 import { CachewiseError } from '../errors.js';
@@ -11,6 +11,17 @@ type Database = BetterSqlite3.Database;
 
 /** SQLite result codes that fail again on retry: the data itself is refused. */
 const PERMANENT_CODES = /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/;
+
+/** Sets busy_timeout, WAL mode and `synchronous` on a connection. */
+export function configure(db: Database, settings: { readonly busyTimeout: number; readonly synchronous: 'full' | 'normal' }): void {
+  // busy_timeout first, so that switching the journal mode waits for other connections too.
+  db.pragma(`busy_timeout = ${settings.busyTimeout}`);
+  const mode = String(db.pragma('journal_mode = WAL', { simple: true })).toLowerCase();
+  if (mode !== 'wal' && mode !== 'memory') {
+    throw new CachewiseError('E_STORE_FAILED', `the SQLite database could not switch to WAL mode (it stays in "${mode}" mode)`, 'use a writable database file on a local filesystem');
+  }
+  db.pragma(`synchronous = ${settings.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+}
 
 /** The statements a batch needs for one table. */
 export interface UpsertStatements {

@@ -18,7 +18,7 @@ import { resolve as resolvePath } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { systemClock, type Clock } from '../clock.js';
 import { CachewiseError } from '../errors.js';
-import { batchWriter, prepareUpserts, type UpsertStatements } from './sqlite-batch.js';
+import { batchWriter, configure, prepareUpserts, type UpsertStatements } from './sqlite-batch.js';
 import { SqliteWriterThread } from './sqlite-writer.js';
 import type { Store, StoreRecord, StoreWrite, WriteOutcome } from './store.js';
 
@@ -193,8 +193,8 @@ export function sqliteStore(fileOrDb: string | Database, options: SqliteStoreOpt
       const now = settings.clock.now();
       if (thread === undefined) return writeBatch(s, writes, now, skip);
       if (skip.size === writes.length) return writes.map((_, i) => skip.get(i)!);
-      const sent = writes.filter((_, i) => !skip.has(i));
-      const outcomes = await thread.write(s.table, sent, now);
+      if (skip.size === 0) return thread.write(s.table, writes, now);
+      const outcomes = await thread.write(s.table, writes.filter((_, i) => !skip.has(i)), now);
       let next = 0;
       return writes.map((_, i) => skip.get(i) ?? outcomes[next++]!);
     },
@@ -345,16 +345,6 @@ function checkDatabase(db: Database): Database {
     throw invalidOption('fileOrDb', 'the better-sqlite3 Database is closed', 'pass an open Database');
   }
   return db;
-}
-
-function configure(db: Database, settings: Settings): void {
-  // busy_timeout first, so that switching the journal mode waits for other connections too.
-  db.pragma(`busy_timeout = ${settings.busyTimeout}`);
-  const mode = String(db.pragma('journal_mode = WAL', { simple: true })).toLowerCase();
-  if (mode !== 'wal' && mode !== 'memory') {
-    throw new CachewiseError('E_STORE_FAILED', `the SQLite database could not switch to WAL mode (it stays in "${mode}" mode)`, 'use a writable database file on a local filesystem');
-  }
-  db.pragma(`synchronous = ${settings.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
 }
 
 /** True for SQLite's private databases, which a second connection cannot open. */

@@ -8,15 +8,14 @@ import { createRequire } from 'node:module';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
 import { isNotApplied, type StoreWrite, type WriteOutcome } from './store.js';
-import { batchWriter, prepareUpserts, type UpsertStatements } from './sqlite-batch.js';
+import { batchWriter, configure, prepareUpserts, type UpsertStatements } from './sqlite-batch.js';
 import { serializeError, type WriteRequest, type WriterData, type WriterReply, type WriterRequest } from './sqlite-writer-protocol.js';
 
 const data = workerData as WriterData;
 const port = parentPort!;
 const Driver = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
 const db = new Driver(data.file);
-db.pragma(`busy_timeout = ${data.busyTimeout}`);
-db.pragma(`synchronous = ${data.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+configure(db, data);
 const write = batchWriter(db);
 const tables = new Map<string, UpsertStatements>();
 

@@ -34,8 +34,8 @@ function newWorker(workerData: WriterData): Worker {
 export class SqliteWriterThread {
   private worker: Worker | undefined;
   private readonly inFlight = new Map<number, InFlight>();
-  /** The promises of the batches in flight, which close() waits for. */
-  private readonly answers = new Set<Promise<WriteOutcome[]>>();
+  /** Called when the last batch in flight is answered (close() waits for it). */
+  private whenIdle: (() => void) | undefined;
   private nextId = 0;
   private closed = false;
 
@@ -54,15 +54,11 @@ export class SqliteWriterThread {
       now,
     };
     const worker = this.start();
-    const answered = new Promise<WriteOutcome[]>((resolve, reject) => {
+    return new Promise<WriteOutcome[]>((resolve, reject) => {
       if (this.inFlight.size === 0) worker.ref();
       this.inFlight.set(request.id, { resolve, reject });
       worker.postMessage(request);
     });
-    this.answers.add(answered);
-    const forget = () => this.answers.delete(answered);
-    answered.then(forget, forget);
-    return answered;
   }
 
   /** Waits for the batches in flight, then stops the thread. */
@@ -71,7 +67,7 @@ export class SqliteWriterThread {
     this.closed = true;
     const worker = this.worker;
     if (worker === undefined) return;
-    await Promise.allSettled([...this.answers]);
+    if (this.inFlight.size > 0) await new Promise<void>((resolve) => (this.whenIdle = resolve));
     if (this.worker !== worker) return; // it stopped meanwhile
     await new Promise<void>((resolve) => {
       worker.once('exit', () => resolve());
@@ -95,7 +91,7 @@ export class SqliteWriterThread {
     const waiting = this.inFlight.get(reply.id);
     if (waiting === undefined) return;
     this.inFlight.delete(reply.id);
-    if (this.inFlight.size === 0) this.worker?.unref();
+    if (this.inFlight.size === 0) this.idle();
     if ('outcomes' in reply) {
       waiting.resolve(reply.outcomes.map((o) => (o.status === 'failed' ? { ...o, error: revive(o.error as never) } : o)));
     } else {
@@ -115,5 +111,12 @@ export class SqliteWriterThread {
     );
     for (const waiting of this.inFlight.values()) waiting.reject(failure);
     this.inFlight.clear();
+    this.idle();
+  }
+
+  private idle(): void {
+    this.worker?.unref();
+    this.whenIdle?.();
+    this.whenIdle = undefined;
   }
 }

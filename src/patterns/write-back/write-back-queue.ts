@@ -421,8 +421,8 @@ export class WriteBackQueue {
       };
       // Once its entries are handled, pump again: failed ones are back in the queue, with a retry time.
       void this.send(batch, free).finally(() => {
-        if (freed) this.pump();
-        else free();
+        free();
+        this.pump();
       });
     }
     this.armTimer(now);
