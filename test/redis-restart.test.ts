@@ -61,7 +61,7 @@ async function rig(kind: TierKind, instances: number, wrapStore: (store: Store) 
   const tierOf = (): Tier => {
     if (kind === 'two') {
       const instance = group.instance();
-      clients.push(instance.client);
+      clients.push(instance.client as Redis); // a group on one server
       return instance.tier;
     }
     const client = group.client();

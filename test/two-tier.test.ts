@@ -3,18 +3,23 @@
  * see (contract 3 across instances): once a write resolved in one instance, a read in any other
  * returns that version or newer, at once, without waiting for anything; also when the other's bus
  * connection was dropped, when it stopped reading its connection (a frozen process), and when the
- * L2 write failed. Every test closes the instances and connections it opened.
+ * L2 write failed. Then the same on a 3-master Redis Cluster that this file starts (sharded
+ * pub/sub), also while the bus's slot moves to another master. Every test closes the instances
+ * and connections it opened.
  */
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { createCache, memoryTier } from '../src/index.js';
+import { redisBus } from '../src/tiers/redis-bus.js';
 import { redisTier } from '../src/tiers/redis-tier.js';
 import type { Tier, TierEntry } from '../src/tiers/tier.js';
 import { tierConformance } from './conformance/tier-conformance.js';
 import { FaultyTier } from './helpers/faulty-tier.js';
 import { HeldStore } from './helpers/held-store.js';
-import { skipUnlessRedisServer, startRedisServer, type RedisServer } from './helpers/redis-servers.js';
+import { moveSlot, ownerOf } from './helpers/cluster-slots.js';
+import { skipUnlessRedisServer, startRedisCluster, startRedisServer, type RedisClusterHandle, type RedisServer } from './helpers/redis-servers.js';
 import { REDIS_URL, skipUnless } from './helpers/servers.js';
 import { tempSqlite } from './helpers/sqlite.js';
 import { deleteKeys, redisClient, TwoTierGroup, waitFor, type TwoTierInstance } from './helpers/two-tier-instances.js';
@@ -192,13 +197,13 @@ if (skip) {
         await a.tier.set('c:k', value(1, 'one'));
         assert.equal(valueOf(await b.tier.get('c:k')), 'one');
         // b's process stops reading its subscriber connection: no acknowledgement, no ping comes back.
-        b.subscriber.stream.pause();
+        b.subscriber!.stream.pause();
         try {
           await a.tier.set('c:k', value(2, 'two'));
           assert.equal(valueOf(await b.tier.get('c:k')), 'two', 'b no longer serves its L1 copy of version 1');
           assert.equal(b.bus.connected, false);
         } finally {
-          b.subscriber.stream.resume();
+          b.subscriber!.stream.resume();
         }
         await g.ready([b]);
         assert.equal(await l1Of(b).get('c:k'), undefined, 'L1 emptied when trust came back');
@@ -337,5 +342,149 @@ if (skip) {
         assert.equal((await l1Of(b).get('c:k'))?.version, 3, 'L1 in use again once the bus is back');
       }, server.url);
     });
+  });
+
+  describe('twoTier on a 3-master Redis Cluster (a sharded pub/sub bus)', { skip: skipOwned }, () => {
+    let cluster: RedisClusterHandle;
+    before(async () => {
+      cluster = await startRedisCluster({ masters: 3 });
+    });
+    after(async () => {
+      await cluster?.stop();
+    });
+    /** A group of instances on the test cluster, under a prefix of its own. */
+    const onCluster = (): TwoTierGroup => new TwoTierGroup('', `${runPrefix}${++groups}:`, cluster.startupNodes);
+    async function withClusterGroup(run: (g: TwoTierGroup) => Promise<void>): Promise<void> {
+      const g = onCluster();
+      try {
+        await run(g);
+      } finally {
+        await g.close();
+      }
+    }
+    /** Write rounds in turn from each instance; every instance reads the newest version at once. */
+    async function roundsHold(instances: readonly TwoTierInstance[], key: string, from: number, rounds: number): Promise<number> {
+      let version = from;
+      for (let round = 0; round < rounds; round++) {
+        for (const reader of instances) await reader.tier.get(key); // keep the old copy in every L1
+        version++;
+        await instances[round % instances.length]!.tier.set(key, value(version, `v${version}`));
+        for (const [i, reader] of instances.entries()) assert.equal(valueOf(await reader.tier.get(key)), `v${version}`, `version ${version}, instance ${i}`);
+      }
+      return version;
+    }
+
+    tierConformance('twoTier (memory L1 over Redis L2 on a Cluster)', async () => {
+      const g = onCluster();
+      const { tier } = g.instance();
+      await g.ready();
+      return {
+        tier,
+        now: () => Date.now(),
+        cleanup: async () => {
+          await tier.clear();
+          await g.close();
+        },
+      };
+    });
+
+    test("the bus's member set and channels share one slot, and its subscription is on that slot's master", () =>
+      withClusterGroup(async (g) => {
+        const [a, b] = [g.instance(), g.instance()];
+        await g.ready();
+        const tag = `{${g.prefix}bus}`;
+        const slots = await Promise.all([tag, `${tag}:members`, `${tag}:to:x`].map((name) => a.client.cluster('KEYSLOT', name)));
+        assert.equal(new Set(slots).size, 1);
+        assert.equal(await a.client.zcard(`${tag}:members`), 2);
+        const { index } = await ownerOf(cluster.nodes, tag);
+        const clients = await cluster.nodes[index]!.command('CLIENT', 'LIST', 'TYPE', 'pubsub');
+        assert.equal(clients.match(/name=cachewise-bus/g)?.length, 2, clients);
+        await roundsHold([a, b], 'c:k', 0, 6);
+      }));
+
+    test('a write resolved in one instance is what the others read next, at once', () =>
+      withClusterGroup(async (g) => {
+        const instances = [g.instance(), g.instance(), g.instance()];
+        await g.ready();
+        const keys = ['c:1', 'c:2', 'users:7', 'orders:{x}']; // in different slots
+        for (const key of keys) await roundsHold(instances, key, 0, 9);
+        assert.equal(valueOf(await l1Of(instances[1]!).get('c:1')), 'v9', 'the readers did keep copies in their L1');
+      }));
+
+    test('a subscription killed by the node empties L1 and bypasses it; the bus finds the master again', () =>
+      withClusterGroup(async (g) => {
+        const [a, b] = [g.instance(), g.instance()];
+        await g.ready();
+        let version = await roundsHold([a, b], 'c:k', 0, 3);
+        assert.equal((await l1Of(b).get('c:k'))?.version, version);
+        const { index } = await ownerOf(cluster.nodes, `{${g.prefix}bus}`);
+        await cluster.nodes[index]!.command('CLIENT', 'KILL', 'TYPE', 'pubsub');
+        await waitFor(() => !b.bus.connected, 5_000, "b's bus to see the drop");
+        assert.equal(await l1Of(b).get('c:k'), undefined, 'L1 emptied when the bus dropped');
+        version++;
+        await a.tier.set('c:k', value(version, `v${version}`));
+        assert.equal(valueOf(await b.tier.get('c:k')), `v${version}`);
+        await g.ready();
+        version = await roundsHold([a, b], 'c:k', version, 3);
+        assert.equal((await l1Of(b).get('c:k'))?.version, version, 'L1 in use again once the bus is back');
+      }));
+
+    test("while the bus's slot moves to another master, no instance reads a stale copy; afterwards the bus works from the new master", () =>
+      withClusterGroup(async (g) => {
+        const instances = [g.instance(), g.instance(), g.instance()];
+        await g.ready();
+        const tag = `{${g.prefix}bus}`;
+        let version = await roundsHold(instances, 'c:k', 0, 3);
+        const { slot, index } = await ownerOf(cluster.nodes, tag);
+        const to = (index + 1) % cluster.nodes.length;
+        let moving = true;
+        const moved = moveSlot(cluster.nodes, slot, index, to).finally(() => (moving = false));
+        let roundsDuring = 0;
+        while (moving) {
+          version = await roundsHold(instances, 'c:k', version, 1);
+          roundsDuring++;
+        }
+        await moved;
+        assert.equal((await ownerOf(cluster.nodes, tag)).index, to);
+        await g.ready(instances, 15_000);
+        version = await roundsHold(instances, 'c:k', version, 6);
+        assert.equal((await l1Of(instances[2]!).get('c:k'))?.version, version, 'L1 in use again');
+        const clients = await cluster.nodes[to]!.command('CLIENT', 'LIST', 'TYPE', 'pubsub');
+        assert.equal(clients.match(/name=cachewise-bus/g)?.length, 3, `every subscription on the new master (${roundsDuring} rounds ran during the move)`);
+      }));
+
+    test('an instance whose subscription stops delivering (its pings do not come back) renews it, and trusts its L1 again', () =>
+      withClusterGroup(async (g) => {
+        const [a, b] = [g.instance({ trustWindow: '100ms' }), g.instance({ trustWindow: '100ms' })];
+        await g.ready();
+        let version = await roundsHold([a, b], 'c:k', 0, 3);
+        // b's process stops reading its subscription; the connection itself stays open.
+        const link = (b.bus as unknown as { link: { current: Redis | undefined } }).link;
+        const first = link.current!;
+        first.stream.pause();
+        await waitFor(() => !b.bus.connected, 5_000, "b's bus to distrust its L1");
+        version++;
+        await a.tier.set('c:k', value(version, `v${version}`));
+        assert.equal(valueOf(await b.tier.get('c:k')), `v${version}`, 'b no longer serves its L1 copy');
+        await g.ready([b], 10_000);
+        assert.notEqual(link.current, first, 'a new subscription');
+        await waitFor(() => first.status === 'end', 5_000, 'the silent connection to be closed');
+        version = await roundsHold([a, b], 'c:k', version, 3);
+        assert.equal((await l1Of(b).get('c:k'))?.version, version, 'L1 in use again');
+      }));
+
+    test('a bus on a Cluster refuses a subscriber connection of its own, naming the option', () =>
+      withClusterGroup(async (g) => {
+        const client = g.clusterClient();
+        const subscriber = redisClient(REDIS_URL);
+        try {
+          assert.throws(
+            () => redisBus({ publisher: client, subscriber, channel: `${g.prefix}bus` }),
+            (error: unknown) => (error as { code?: string }).code === 'E_INVALID_OPTION' && /subscriber/.test((error as Error).message),
+          );
+        } finally {
+          subscriber.disconnect();
+        }
+      }));
   });
 }

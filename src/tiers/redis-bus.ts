@@ -34,17 +34,31 @@
  * without close() stays a member for up to memberTtl, and writes wait trustWindow + margin
  * meanwhile; close() leaves the set at once. An instance whose pings return late (a blocked event
  * loop, a slow Redis) loses trust and reads from L2 until they return, never stale data.
- * Limits: the order argument needs the publisher's scripts and the subscriber on one Redis
- * server (pub/sub on a Redis Cluster forwards between nodes without that order); a forward jump
- * of the Redis server's wall clock by more than memberTtl - trustWindow could expire a live
- * member early. Keep the tier timeout (default 1 s) above trustWindow + margin.
+ * On a Redis Cluster (the publisher is an ioredis Cluster), every name above starts with the hash
+ * tag `{C}`, so the member set, the scripts and the channels share one slot; messages go by
+ * sharded pub/sub (SPUBLISH in the scripts, SSUBSCRIBE on a connection to the master that owns
+ * the slot, see redis-bus-shard-link.ts). One master runs every script of the bus and delivers
+ * its shard messages in that order, so the argument above holds with "the slot's master" for
+ * "Redis". After a failover or a resharding the subscriber finds the new owner; trust comes back
+ * only through a ping that ran on the server the subscription is on. An instance whose pings stop
+ * coming back while its connection looks alive drops and renews its subscription.
+ *
+ * Limits: the order argument needs the publisher's scripts and the subscriber on one server (on
+ * a Cluster: the slot's master, or a replica of it, which gets the same stream in the same
+ * order); while a partition leaves two masters for the slot (until the cluster's node timeout),
+ * instances on different sides do not see each other's invalidations, as they do not see each
+ * other's L2 writes. A forward jump of the Redis server's wall clock by more than
+ * memberTtl - trustWindow could expire a live member early. Keep the tier timeout (default 1 s)
+ * above trustWindow + margin.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { toMs, type Duration } from '../duration.js';
 import { CachewiseError } from '../errors.js';
 import type { Invalidation, InvalidationBus } from './invalidation-bus.js';
+import { serverLink, type BusLink } from './redis-bus-link.js';
+import { shardLink } from './redis-bus-shard-link.js';
 import type { RedisClient } from './redis-tier.js';
 
 export interface RedisBusOptions {
@@ -53,9 +67,14 @@ export interface RedisBusOptions {
   /**
    * A dedicated connection for SUBSCRIBE, or a URL to open one. It must not be used for anything
    * else: a subscribed connection can run no other command. Default: `publisher.duplicate()`.
+   * Not with a Cluster publisher: the bus then opens its own connection to the master that owns
+   * its channel's slot.
    */
   subscriber?: Redis | string;
-  /** The channel; give each cache its own. Default 'cachewise:invalidations'. */
+  /**
+   * The channel; give each cache its own. Default 'cachewise:invalidations'. On a Cluster the
+   * bus's names are `{<channel>}...`, one hash slot.
+   */
   channel?: string;
   /**
    * How long after its last confirmed ping an instance still trusts its L1, and so the longest a
@@ -83,24 +102,30 @@ const SERVER_NOW = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
-/** KEYS[1] members; ARGV id, memberTtlMs, own channel, ping payload. */
-const HEARTBEAT = script(`${SERVER_NOW}
+/** The bus's scripts, sending with `command` (PUBLISH, or SPUBLISH on a Cluster). */
+function busScripts(command: BusLink['publishCommand']): { heartbeat: Script; publish: Script } {
+  return {
+    /** KEYS[1] members; ARGV id, memberTtlMs, own channel, ping payload. */
+    heartbeat: script(`${SERVER_NOW}
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], ttl * 2)
-return redis.call('PUBLISH', ARGV[3], ARGV[4])
-`);
-
-/** KEYS[1] members; ARGV channel, payload. Returns the live members when the message went out. */
-const PUBLISH = script(`${SERVER_NOW}
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+return redis.call('${command}', ARGV[3], ARGV[4])
+`),
+    /** KEYS[1] members; ARGV channel, payload. Returns the live members when the message went out. */
+    publish: script(`${SERVER_NOW}
+redis.call('${command}', ARGV[1], ARGV[2])
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-`);
+`),
+  };
+}
 
 const DEFAULT_TRUST_WINDOW_MS = 400;
 /** Pings sent and not yet back that are remembered (older ones are lost anyway). */
 const MAX_PINGS_IN_FLIGHT = 64;
+/** Trust windows without a ping back, while subscribed, after which the subscription is renewed. */
+const RENEW_AFTER_WINDOWS = 5;
 
 interface PendingPublish {
   /** Members still to acknowledge; undefined until the publish script answered. */
@@ -113,7 +138,8 @@ interface PendingPublish {
 type ScriptClient = {
   evalsha(sha: string, numKeys: number, ...args: string[]): Promise<unknown>;
   eval(text: string, numKeys: number, ...args: string[]): Promise<unknown>;
-  publish(channel: string, message: string): Promise<number>;
+  publish(channel: string, message: string): Promise<unknown>;
+  spublish(channel: string, message: string): Promise<unknown>;
   zrem(key: string, member: string): Promise<number>;
 };
 
@@ -123,8 +149,8 @@ class RedisBus implements InvalidationBus {
   private readonly ownChannel: string;
   private readonly membersKey: string;
   private readonly publisher: ScriptClient;
-  private readonly subscriber: Redis;
-  private readonly ownsSubscriber: boolean;
+  private readonly link: BusLink;
+  private readonly scripts: { heartbeat: Script; publish: Script };
   private readonly trustWindowMs: number;
   private readonly memberTtlMs: number;
   private readonly ackBoundMs: number;
@@ -142,6 +168,8 @@ class RedisBus implements InvalidationBus {
   private trustedUntil = 0;
   private onState: (connected: boolean) => void = () => undefined;
   private pingSeq = 0;
+  /** Monotonic time of the latest ping back, or of the latest subscription (the renewal watchdog). */
+  private lastHeardAt = 0;
   private readonly pingsSent = new Map<number, number>();
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private heartbeatRunning = false;
@@ -160,8 +188,6 @@ class RedisBus implements InvalidationBus {
     if (typeof this.channel !== 'string' || this.channel.length === 0) {
       throw new CachewiseError('E_INVALID_OPTION', 'redisBus option "channel" must be a non-empty string', 'give each cache its own channel name');
     }
-    this.ownChannel = `${this.channel}:to:${this.id}`;
-    this.membersKey = `${this.channel}:members`;
     this.trustWindowMs = toMs(options.trustWindow ?? DEFAULT_TRUST_WINDOW_MS, 'trustWindow');
     if (this.trustWindowMs < 20) {
       throw new CachewiseError('E_INVALID_OPTION', `redisBus option "trustWindow" must be at least 20ms, got ${this.trustWindowMs}ms`, "pass a window such as '400ms'");
@@ -169,20 +195,23 @@ class RedisBus implements InvalidationBus {
     this.memberTtlMs = Math.max(2_000, 4 * this.trustWindowMs);
     this.ackBoundMs = this.trustWindowMs + Math.max(50, this.trustWindowMs / 4);
     this.publisher = options.publisher as unknown as ScriptClient;
-    if (typeof options.subscriber === 'string') {
-      const require = createRequire(import.meta.url);
-      const { Redis: RedisClass } = require('ioredis') as { Redis: new (url: string, options: object) => Redis };
-      this.subscriber = new RedisClass(options.subscriber, { lazyConnect: true, maxRetriesPerRequest: 1, connectionName: 'cachewise-bus' });
-      this.ownsSubscriber = true;
-    } else if (options.subscriber !== undefined) {
-      this.subscriber = options.subscriber;
-      this.ownsSubscriber = false;
+    if ((options.publisher as { isCluster?: unknown }).isCluster === true) {
+      if (options.subscriber !== undefined) {
+        throw new CachewiseError(
+          'E_INVALID_OPTION',
+          'redisBus option "subscriber" cannot be used with a Cluster publisher',
+          "leave it out: on a Redis Cluster the bus opens its own connection to the master that owns its channel's slot",
+        );
+      }
+      // One hash tag: the member set, the scripts and the shard channels share one slot.
+      this.channel = `{${this.channel}}`;
+      this.link = shardLink(options.publisher as Cluster);
     } else {
-      this.subscriber = (options.publisher as Redis).duplicate({ lazyConnect: true, connectionName: 'cachewise-bus' });
-      this.ownsSubscriber = true;
+      this.link = serverLink(...subscriberOf(options));
     }
-    // A dropped connection is expected; the state change below is how it is reported.
-    this.subscriber.on('error', () => undefined);
+    this.ownChannel = `${this.channel}:to:${this.id}`;
+    this.membersKey = `${this.channel}:members`;
+    this.scripts = busScripts(this.link.publishCommand);
   }
 
   get connected(): boolean {
@@ -191,23 +220,15 @@ class RedisBus implements InvalidationBus {
 
   async subscribe(onMessage: (message: Invalidation) => void | Promise<void>, onState: (connected: boolean) => void): Promise<void> {
     this.onState = onState;
-    this.subscriber.on('message', (channel: string, text: string) => {
-      if (channel === this.channel) this.onInvalidation(text, onMessage);
-      else if (channel === this.ownChannel) this.onOwnMessage(text);
-    });
-    for (const event of ['close', 'end', 'reconnecting'] as const) this.subscriber.on(event, () => this.dropped());
-    // ioredis resubscribes by itself after a reconnect, then emits 'ready'; subscribe again to be sure.
-    this.subscriber.on('ready', () => {
-      if (this.closed) return;
-      this.subscriber.subscribe(this.channel, this.ownChannel).then(
-        () => this.subscribed(),
-        () => this.dropped(),
-      );
-    });
     this.scheduleHeartbeat(0);
-    if (this.subscriber.status === 'wait') await this.subscriber.connect();
-    await this.subscriber.subscribe(this.channel, this.ownChannel);
-    this.subscribed();
+    await this.link.start([this.channel, this.ownChannel], {
+      message: (channel, text) => {
+        if (channel === this.channel) this.onInvalidation(text, onMessage);
+        else if (channel === this.ownChannel) this.onOwnMessage(text);
+      },
+      subscribed: () => this.subscribed(),
+      dropped: () => this.dropped(),
+    });
   }
 
   async publish(message: Invalidation): Promise<void> {
@@ -228,7 +249,7 @@ class RedisBus implements InvalidationBus {
     const run = (async () => {
       let members: unknown;
       try {
-        members = await this.runScript(PUBLISH, [this.membersKey], [this.channel, payload]);
+        members = await this.runScript(this.scripts.publish, [this.membersKey], [this.channel, payload]);
       } catch (error) {
         entry.done();
         throw error;
@@ -261,16 +282,13 @@ class RedisBus implements InvalidationBus {
     this.trustedUntil = 0;
     this.flushAcks();
     await this.publisher.zrem(this.membersKey, this.id).catch(() => undefined);
-    if (this.ownsSubscriber) {
-      this.subscriber.disconnect();
-    } else {
-      await this.subscriber.unsubscribe(this.channel, this.ownChannel).catch(() => undefined);
-    }
+    await this.link.close();
   }
 
   private subscribed(): void {
     if (this.closed) return;
     this.ready = true;
+    this.lastHeardAt = performance.now();
     // Trust returns only with a ping sent through this subscription.
     this.scheduleHeartbeat(0);
   }
@@ -331,6 +349,7 @@ class RedisBus implements InvalidationBus {
     const sentAt = this.pingsSent.get(seq);
     if (sentAt === undefined || !this.ready || this.closed) return;
     for (const s of this.pingsSent.keys()) if (s <= seq) this.pingsSent.delete(s);
+    this.lastHeardAt = performance.now();
     const was = this.connected;
     this.trustedUntil = Math.max(this.trustedUntil, sentAt + this.trustWindowMs);
     if (!was && this.connected) this.onState(true);
@@ -348,8 +367,9 @@ class RedisBus implements InvalidationBus {
 
   private flushAcks(): void {
     this.acksScheduled = false;
+    const send = this.link.publishCommand === 'SPUBLISH' ? this.publisher.spublish : this.publisher.publish;
     for (const [to, ids] of this.acksToSend) {
-      this.publisher.publish(`${this.channel}:to:${to}`, JSON.stringify({ from: this.id, acks: ids })).catch(() => undefined);
+      send.call(this.publisher, `${this.channel}:to:${to}`, JSON.stringify({ from: this.id, acks: ids })).catch(() => undefined);
     }
     this.acksToSend.clear();
   }
@@ -366,12 +386,17 @@ class RedisBus implements InvalidationBus {
     if (this.closing) return;
     this.scheduleHeartbeat(this.trustWindowMs / 4);
     if (this.heartbeatRunning) return; // the previous one has not answered: Redis is slow or gone
+    if (this.ready && performance.now() - this.lastHeardAt > RENEW_AFTER_WINDOWS * this.trustWindowMs) {
+      // Subscribed, yet no ping came back for a long while: the subscription is no longer heard.
+      this.lastHeardAt = performance.now();
+      this.link.renew();
+    }
     this.heartbeatRunning = true;
     const seq = ++this.pingSeq;
     this.pingsSent.set(seq, performance.now());
     if (this.pingsSent.size > MAX_PINGS_IN_FLIGHT) this.pingsSent.delete(this.pingsSent.keys().next().value!);
     try {
-      await this.runScript(HEARTBEAT, [this.membersKey], [this.id, String(this.memberTtlMs), this.ownChannel, JSON.stringify({ ping: seq })]);
+      await this.runScript(this.scripts.heartbeat, [this.membersKey], [this.id, String(this.memberTtlMs), this.ownChannel, JSON.stringify({ ping: seq })]);
     } catch {
       // no ping comes back; trust runs out by itself
     } finally {
@@ -398,4 +423,15 @@ function parseInvalidation(text: string): { from: string; id: string; key: strin
   } catch {
     return undefined;
   }
+}
+
+/** The subscriber connection of a bus on one Redis server, and whether the bus opened it (and closes it). */
+function subscriberOf(options: RedisBusOptions): [Redis, boolean] {
+  if (typeof options.subscriber === 'string') {
+    const require = createRequire(import.meta.url);
+    const { Redis: RedisClass } = require('ioredis') as { Redis: new (url: string, options: object) => Redis };
+    return [new RedisClass(options.subscriber, { lazyConnect: true, maxRetriesPerRequest: 1, connectionName: 'cachewise-bus' }), true];
+  }
+  if (options.subscriber !== undefined) return [options.subscriber, false];
+  return [(options.publisher as Redis).duplicate({ lazyConnect: true, connectionName: 'cachewise-bus' }), true];
 }

@@ -1,10 +1,11 @@
 /**
  * Application instances of a two-tier cache in one test process: each has its own Redis
  * connections (client and bus subscriber), its own L1 and bus, over an L2 shared under one key
- * prefix and one bus channel. A group closes everything it opened, so the test process exits.
+ * prefix and one bus channel, on one Redis server or on a Redis Cluster. A group closes
+ * everything it opened, so the test process exits.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import type { InvalidationBus } from '../../src/tiers/invalidation-bus.js';
 import { redisBus } from '../../src/tiers/redis-bus.js';
 import { redisTier } from '../../src/tiers/redis-tier.js';
@@ -16,9 +17,9 @@ export interface TwoTierInstance {
   readonly tier: Tier;
   readonly bus: InvalidationBus;
   /** The client of L2 and of the bus's scripts. */
-  readonly client: Redis;
-  /** The bus's subscriber connection. */
-  readonly subscriber: Redis;
+  readonly client: Redis | Cluster;
+  /** The bus's subscriber connection; undefined on a Cluster, where the bus opens its own. */
+  readonly subscriber: Redis | undefined;
 }
 
 export interface InstanceOptions {
@@ -61,17 +62,41 @@ export async function deleteKeys(url: string, prefix: string): Promise<void> {
   }
 }
 
+/** A Cluster client that fails fast, as redisClient() is for one server. */
+export function clusterClient(startupNodes: readonly { host: string; port: number }[]): Cluster {
+  const client = new Cluster([...startupNodes], {
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    redisOptions: { maxRetriesPerRequest: 0, commandTimeout: 2000 },
+  });
+  client.on('error', () => undefined);
+  return client;
+}
+
 export class TwoTierGroup {
   private readonly opened: TwoTierInstance[] = [];
-  private readonly clients: Redis[] = [];
+  private readonly clients: (Redis | Cluster)[] = [];
 
-  /** `prefix` names the L2 keys and the bus channel (`<prefix>bus`). */
+  /**
+   * `prefix` names the L2 keys and the bus channel (`<prefix>bus`). `url` is one Redis server;
+   * `cluster`, when given, the startup nodes of a Redis Cluster to use instead.
+   */
   constructor(
     readonly url: string,
     readonly prefix: string,
+    private readonly cluster?: readonly { host: string; port: number }[],
   ) {}
 
   instance(options: InstanceOptions = {}): TwoTierInstance {
+    if (this.cluster !== undefined) {
+      const client = this.clusterClient();
+      const l2 = redisTier({ client, prefix: this.prefix });
+      const bus = redisBus({ publisher: client, channel: `${this.prefix}bus`, trustWindow: options.trustWindow });
+      const tier = twoTier({ l2: options.wrapL2 ? options.wrapL2(l2) : l2, bus, l1: options.l1 });
+      const instance = { tier, bus, client, subscriber: undefined };
+      this.opened.push(instance);
+      return instance;
+    }
     const client = this.client();
     const subscriber = this.client();
     const l2 = redisTier({ client, prefix: this.prefix });
@@ -85,6 +110,13 @@ export class TwoTierGroup {
   /** A plain client on the same server, closed with the group. */
   client(): Redis {
     const client = redisClient(this.url);
+    this.clients.push(client);
+    return client;
+  }
+
+  /** A client of the group's Cluster, closed with the group. */
+  clusterClient(): Cluster {
+    const client = clusterClient(this.cluster!);
     this.clients.push(client);
     return client;
   }
