@@ -210,6 +210,23 @@ if (skip) {
         assert.equal(valueOf(await b.tier.get('c:k')), 'two');
       }));
 
+    test('a writer waits out the trust window of an instance whose window is longer than its own', () =>
+      withGroup(async (g) => {
+        const [a, b] = [g.instance({ trustWindow: '100ms' }), g.instance({ trustWindow: '900ms' })];
+        await g.ready();
+        await a.tier.set('c:k', value(1, 'one'));
+        assert.equal(valueOf(await b.tier.get('c:k')), 'one');
+        assert.equal(valueOf(await l1Of(b).get('c:k')), 'one', "in b's L1");
+        b.subscriber!.stream.pause();
+        try {
+          await a.tier.set('c:k', value(2, 'two'));
+          assert.equal(valueOf(await b.tier.get('c:k')), 'two', 'b no longer serves its L1 copy of version 1');
+        } finally {
+          b.subscriber!.stream.resume();
+        }
+        await g.ready([b]);
+      }));
+
     test('an instance that cannot apply an invalidation stops trusting its L1 at once', () =>
       withGroup(async (g) => {
         const l1 = memoryTier();

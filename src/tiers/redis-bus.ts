@@ -6,7 +6,8 @@
  * - C: invalidations `{from, id, key, version}`, one subscriber connection per instance;
  * - C:to:<instance id>: this instance's own channel, on the same subscriber connection, that
  *   carries its pings and the acknowledgements of its invalidations;
- * - C:members: a sorted set of live instances, each scored with its expiry (Redis server time).
+ * - C:members: a sorted set of live instances (`<id> <trustWindowMs>`), each scored with its
+ *   expiry (Redis server time).
  *
  * Every `trustWindow / 4` an instance runs one script that renews its membership (expiry: now +
  * memberTtl, memberTtl >= trustWindow) and publishes a ping on its own channel. An instance
@@ -14,7 +15,8 @@
  * back, by its monotonic clock. A receiver applies an invalidation, then acknowledges it.
  * `publish` runs one script that publishes and reads the live members in the same instant, then
  * waits for the acknowledgement of every member other than itself, or for `trustWindow + margin`
- * after the script answered, whichever comes first.
+ * after the script answered, whichever comes first, with the largest trustWindow among the
+ * members it waits for (instances may run with different windows).
  *
  * Why a resolved publish leaves no instance serving what it cached before (single Redis server):
  * let e be when Redis ran the publish. An instance X that acknowledged has applied it. Otherwise:
@@ -78,8 +80,9 @@ export interface RedisBusOptions {
   channel?: string;
   /**
    * How long after its last confirmed ping an instance still trusts its L1, and so the longest a
-   * write waits for an instance that does not acknowledge. Pings go every quarter of it. Keep it
-   * below the collections' tierTimeout. Default '400ms'.
+   * write (of any instance) waits for this one when it does not acknowledge: each instance
+   * announces its window in the member set. Pings go every quarter of it. Keep it below the
+   * collections' tierTimeout, on every instance. Default '400ms'.
    */
   trustWindow?: Duration;
 }
@@ -145,6 +148,8 @@ type ScriptClient = {
 
 class RedisBus implements InvalidationBus {
   private readonly id = randomBytes(8).toString('base64url');
+  /** This instance in the member set: its id and its trust window, which writers wait out for it. */
+  private readonly member: string;
   private readonly channel: string;
   private readonly ownChannel: string;
   private readonly membersKey: string;
@@ -155,7 +160,10 @@ class RedisBus implements InvalidationBus {
   private readonly memberTtlMs: number;
   private readonly ackBoundMs: number;
 
-  /** The longest `publish` waits for the other instances' acknowledgements. */
+  /**
+   * The longest `publish` waits for the other instances' acknowledgements, when none of them has
+   * a longer trust window than this one.
+   */
   get publishWaitMs(): number {
     return this.ackBoundMs;
   }
@@ -193,7 +201,8 @@ class RedisBus implements InvalidationBus {
       throw new CachewiseError('E_INVALID_OPTION', `redisBus option "trustWindow" must be at least 20ms, got ${this.trustWindowMs}ms`, "pass a window such as '400ms'");
     }
     this.memberTtlMs = Math.max(2_000, 4 * this.trustWindowMs);
-    this.ackBoundMs = this.trustWindowMs + Math.max(50, this.trustWindowMs / 4);
+    this.ackBoundMs = ackBound(this.trustWindowMs);
+    this.member = `${this.id} ${this.trustWindowMs}`;
     this.publisher = options.publisher as unknown as ScriptClient;
     if ((options.publisher as { isCluster?: unknown }).isCluster === true) {
       if (options.subscriber !== undefined) {
@@ -254,11 +263,19 @@ class RedisBus implements InvalidationBus {
         entry.done();
         throw error;
       }
-      const waiting = new Set(Array.isArray(members) ? members.filter((m): m is string => typeof m === 'string' && m !== this.id && !entry.early.has(m)) : []);
+      const waiting = new Set<string>();
+      let boundMs = 0;
+      for (const member of Array.isArray(members) ? members : []) {
+        const { id: memberId, trustWindowMs } = parseMember(member);
+        if (memberId === undefined || memberId === this.id || entry.early.has(memberId)) continue;
+        waiting.add(memberId);
+        boundMs = Math.max(boundMs, trustWindowMs === undefined ? this.ackBoundMs : ackBound(trustWindowMs));
+      }
       if (waiting.size === 0) return entry.done();
       entry.waiting = waiting;
-      // The bound runs from the script's answer, which came after Redis sent the message.
-      const timer = setTimeout(() => entry.done(), this.ackBoundMs);
+      // The bound runs from the script's answer, which came after Redis sent the message; it is
+      // that of the member that trusts its L1 the longest.
+      const timer = setTimeout(() => entry.done(), boundMs);
       await acknowledged;
       clearTimeout(timer);
     })();
@@ -281,7 +298,7 @@ class RedisBus implements InvalidationBus {
     this.ready = false;
     this.trustedUntil = 0;
     this.flushAcks();
-    await this.publisher.zrem(this.membersKey, this.id).catch(() => undefined);
+    await this.publisher.zrem(this.membersKey, this.member).catch(() => undefined);
     await this.link.close();
   }
 
@@ -396,7 +413,7 @@ class RedisBus implements InvalidationBus {
     this.pingsSent.set(seq, performance.now());
     if (this.pingsSent.size > MAX_PINGS_IN_FLIGHT) this.pingsSent.delete(this.pingsSent.keys().next().value!);
     try {
-      await this.runScript(this.scripts.heartbeat, [this.membersKey], [this.id, String(this.memberTtlMs), this.ownChannel, JSON.stringify({ ping: seq })]);
+      await this.runScript(this.scripts.heartbeat, [this.membersKey], [this.member, String(this.memberTtlMs), this.ownChannel, JSON.stringify({ ping: seq })]);
     } catch {
       // no ping comes back; trust runs out by itself
     } finally {
@@ -412,6 +429,20 @@ class RedisBus implements InvalidationBus {
       return this.publisher.eval(s.text, keys.length, ...keys, ...args);
     }
   }
+}
+
+/** How long a writer waits for a member that trusts its L1 for `trustWindowMs` (the margin covers clock rates). */
+function ackBound(trustWindowMs: number): number {
+  return trustWindowMs + Math.max(50, trustWindowMs / 4);
+}
+
+/** A member of the set is `<id> <trustWindowMs>`; a bare id (no window) is waited for with this instance's bound. */
+function parseMember(member: unknown): { id: string | undefined; trustWindowMs: number | undefined } {
+  if (typeof member !== 'string') return { id: undefined, trustWindowMs: undefined };
+  const space = member.indexOf(' ');
+  if (space < 0) return { id: member, trustWindowMs: undefined };
+  const trustWindowMs = Number(member.slice(space + 1));
+  return { id: member.slice(0, space), trustWindowMs: Number.isFinite(trustWindowMs) && trustWindowMs > 0 ? trustWindowMs : undefined };
 }
 
 function parseInvalidation(text: string): { from: string; id: string; key: string | null; version: number | undefined } | undefined {
