@@ -4,9 +4,10 @@
  * its L1 and bus), randomised reads and writes on a few shared keys of a write-through, a
  * write-around and a short-TTL read-through collection, for a few seconds, all three at once.
  * The parent merges the three histories (one machine-wide monotonic clock) and checks that no
- * read that began after a write of its key resolved returned an older version.
+ * read that began after a write of its key resolved returned an older version. The same on a
+ * 3-master Redis Cluster that this file starts.
  */
-import { after, describe, test, type TestContext } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { postgresStore } from '../src/index.js';
 import { checkMerged, COLLECTIONS, type ChildConfig, type ChildHistory } from './helpers/multi-process-history.js';
 import { dropSchema, freshSchemaName, testPool } from './helpers/postgres.js';
+import { skipUnlessRedisServer, startRedisCluster, type RedisClusterHandle } from './helpers/redis-servers.js';
 import { DATABASE_URL, REDIS_URL, skipUnless } from './helpers/servers.js';
 import { deleteKeys } from './helpers/two-tier-instances.js';
 
@@ -68,8 +70,11 @@ function startChild(config: ChildConfig): Child {
   return handle;
 }
 
-/** Runs the three processes over one tier kind, then checks the merged history. */
-async function runProcesses(t: TestContext, tier: ChildConfig['tier']): Promise<void> {
+/**
+ * Runs the three processes over one tier kind (on the shared Redis, or on `cluster`), then checks
+ * the merged history.
+ */
+async function runProcesses(t: TestContext, tier: ChildConfig['tier'], cluster?: RedisClusterHandle): Promise<void> {
   const schema = freshSchemaName();
   schemas.push(schema);
   // The tables exist before the children start: they race on data, not on DDL.
@@ -77,7 +82,8 @@ async function runProcesses(t: TestContext, tier: ChildConfig['tier']): Promise<
   for (const c of COLLECTIONS) await setup.prepare(c.name);
   await setup.close();
 
-  const prefix = `${runPrefix}${tier}:`;
+  const where = cluster === undefined ? tier : `cluster-${tier}`;
+  const prefix = `${runPrefix}${where}:`;
   const children: Child[] = [];
   const configs: ChildConfig[] = [];
   try {
@@ -86,6 +92,7 @@ async function runProcesses(t: TestContext, tier: ChildConfig['tier']): Promise<
         index,
         tier,
         redisUrl: REDIS_URL,
+        ...(cluster === undefined ? {} : { clusterNodes: cluster.startupNodes }),
         databaseUrl: DATABASE_URL,
         schema,
         prefix,
@@ -93,7 +100,7 @@ async function runProcesses(t: TestContext, tier: ChildConfig['tier']): Promise<
         concurrency: 4,
         durationMs: RUN_MS,
         seed: Math.floor(Math.random() * 2 ** 31),
-        historyFile: join(dir, `${tier}-${index}.json`),
+        historyFile: join(dir, `${where}-${index}.json`),
       };
       configs.push(config);
       children.push(startChild(config));
@@ -114,7 +121,7 @@ async function runProcesses(t: TestContext, tier: ChildConfig['tier']): Promise<
   const verdicts = checkMerged(histories);
   for (const v of verdicts) {
     const stale = v.violations.filter((x) => x.kind === 'stale').length;
-    t.diagnostic(`${tier} tier, ${v.collection}: ${v.reads} reads checked (${v.readsAfterAWrite} began after a resolved write of their key), ${v.writes} writes, stale=${stale}, other violations=${v.violations.length - stale} (median write ${v.medianWriteMs} ms, read ${v.medianReadMs} ms; writes over 400 ms: ${v.slowWrites})`);
+    t.diagnostic(`${where} tier, ${v.collection}: ${v.reads} reads checked (${v.readsAfterAWrite} began after a resolved write of their key), ${v.writes} writes, stale=${stale}, other violations=${v.violations.length - stale} (median write ${v.medianWriteMs} ms, read ${v.medianReadMs} ms; writes over 400 ms: ${v.slowWrites})`);
   }
   for (const v of verdicts) {
     assert.ok(v.writes > 0 && v.readsAfterAWrite > 0, `${v.collection}: the run did too little to check anything`);
@@ -132,5 +139,18 @@ if (skip) {
   describe('three processes on shared Redis and PostgreSQL: zero stale reads (contracts 3, 4, 6)', () => {
     test('redisTier', (t) => runProcesses(t, 'redis'));
     test('twoTier (an L1 per process, invalidations acknowledged over the bus)', (t) => runProcesses(t, 'two'));
+  });
+
+  const skipOwned = skipUnlessRedisServer();
+  describe('three processes on a 3-master Redis Cluster and PostgreSQL: zero stale reads', { skip: skipOwned }, () => {
+    let cluster: RedisClusterHandle | undefined;
+    before(async () => {
+      cluster = await startRedisCluster({ masters: 3 });
+    });
+    after(async () => {
+      await cluster?.stop();
+    });
+    test('redisTier on a Cluster client', (t) => runProcesses(t, 'redis', cluster));
+    test('twoTier on a Cluster client (a sharded pub/sub bus)', (t) => runProcesses(t, 'two', cluster));
   });
 }

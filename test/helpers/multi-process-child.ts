@@ -1,16 +1,17 @@
 /**
  * One application process of the multi-process test (test/multi-process.test.ts): a cache on the
- * shared Redis (redisTier, or twoTier with its bus) and PostgreSQL (its run's schema), doing
- * randomised reads and writes on a few shared keys of three collections, and recording what it
- * saw. Protocol: prints "ready" once its cache is up, starts on a "go" line on stdin, runs for
- * `durationMs`, writes its history (JSON) to `historyFile`, closes everything and exits.
+ * shared Redis or a Redis Cluster (redisTier, or twoTier with its bus) and PostgreSQL (its run's
+ * schema), doing randomised reads and writes on a few shared keys of three collections, and
+ * recording what it saw. Protocol: prints "ready" once its cache is up, starts on a "go" line on
+ * stdin, runs for `durationMs`, writes its history (JSON) to `historyFile`, closes everything and
+ * exits.
  *
  * Times are process.hrtime (CLOCK_MONOTONIC): one clock for every process of the machine, so the
  * histories of the processes can be merged as they are.
  */
 import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { createCache, postgresStore, type Collection } from '../../src/index.js';
 import { redisBus } from '../../src/tiers/redis-bus.js';
 import { redisTier } from '../../src/tiers/redis-tier.js';
@@ -35,7 +36,10 @@ function random(seed: number): () => number {
 }
 
 async function main(): Promise<void> {
-  const client = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableAutoPipelining: true });
+  const client =
+    config.clusterNodes === undefined
+      ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableAutoPipelining: true })
+      : new Cluster([...config.clusterNodes], { enableAutoPipelining: true, redisOptions: { maxRetriesPerRequest: 1, commandTimeout: 2000 } });
   client.on('error', () => undefined);
   const l2 = redisTier({ client, prefix: config.prefix });
   let bus: InvalidationBus | undefined;

@@ -19,6 +19,8 @@ export interface ChildConfig {
   readonly index: number;
   readonly tier: 'redis' | 'two';
   readonly redisUrl: string;
+  /** The startup nodes of a Redis Cluster to use instead of `redisUrl`. */
+  readonly clusterNodes?: readonly { host: string; port: number }[];
   readonly databaseUrl: string;
   readonly schema: string;
   readonly prefix: string;
