@@ -18,7 +18,7 @@ import type { Tier, TierEntry } from '../src/tiers/tier.js';
 import { tierConformance } from './conformance/tier-conformance.js';
 import { FaultyTier } from './helpers/faulty-tier.js';
 import { HeldStore } from './helpers/held-store.js';
-import { moveSlot, ownerOf } from './helpers/cluster-slots.js';
+import { addReplica, isMaster, moveSlot, ownerOf } from './helpers/cluster-layout.js';
 import { skipUnlessRedisServer, startRedisCluster, startRedisServer, type RedisClusterHandle, type RedisServer } from './helpers/redis-servers.js';
 import { REDIS_URL, skipUnless } from './helpers/servers.js';
 import { tempSqlite } from './helpers/sqlite.js';
@@ -489,6 +489,43 @@ if (skip) {
         version = await roundsHold([a, b], 'c:k', version, 3);
         assert.equal((await l1Of(b).get('c:k'))?.version, version, 'L1 in use again');
       }));
+
+    test("after the master of the bus's slot is killed and its replica takes over, the bus subscribes on the new master; no stale read", async () => {
+      // A cluster of its own: this test kills one of its masters.
+      const own = await startRedisCluster({ masters: 3 });
+      let replica: RedisServer | undefined;
+      const g = new TwoTierGroup('', `${runPrefix}${++groups}:`, own.startupNodes);
+      try {
+        const instances = [g.instance(), g.instance(), g.instance()];
+        await g.ready();
+        const tag = `{${g.prefix}bus}`;
+        const { index } = await ownerOf(own.nodes, tag);
+        // A key on another master, so that L2 answers while the bus's master is down.
+        let key = 'c:0';
+        for (let n = 1; (await ownerOf(own.nodes, key)).index === index; n++) key = `c:${n}`;
+        let version = await roundsHold(instances, key, 0, 3);
+        replica = await addReplica(own.nodes, index);
+        await own.nodes[index]!.kill();
+        await waitFor(() => instances.every((i) => !i.bus.connected), 5_000, 'every bus to see its subscription gone');
+        // Until the replica takes over, a write reaches L2 but not the bus (it rejects), and no
+        // instance serves its L1 copy: every read finds the new version.
+        for (let round = 0; round < 3; round++) {
+          version++;
+          await instances[round]!.tier.set(key, value(version, `v${version}`)).catch(() => undefined);
+          for (const [i, reader] of instances.entries()) assert.equal(valueOf(await reader.tier.get(key)), `v${version}`, `during the failover, version ${version}, instance ${i}`);
+        }
+        await waitFor(() => isMaster(replica!), 20_000, 'the replica to take over');
+        await g.ready(instances, 20_000);
+        version = await roundsHold(instances, key, version, 6);
+        assert.equal((await l1Of(instances[1]!).get(key))?.version, version, 'L1 in use again');
+        const clients = await replica.command('CLIENT', 'LIST', 'TYPE', 'pubsub');
+        assert.equal(clients.match(/name=cachewise-bus/g)?.length, 3, 'every subscription on the new master');
+      } finally {
+        await g.close();
+        await replica?.stop();
+        await own.stop();
+      }
+    });
 
     test('a bus on a Cluster refuses a subscriber connection of its own, naming the option', () =>
       withClusterGroup(async (g) => {

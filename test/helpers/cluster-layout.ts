@@ -1,10 +1,16 @@
 /**
- * Slot ownership on a test Redis Cluster: which node owns a key's slot, and moving a slot with
- * its keys to another master, as a resharding does (SETSLOT IMPORTING / MIGRATING, MIGRATE,
- * SETSLOT NODE on every master).
+ * Changes to the layout of a test Redis Cluster: which master owns a key's slot; moving a slot
+ * with its keys to another master, as a resharding does (SETSLOT IMPORTING / MIGRATING, MIGRATE,
+ * SETSLOT NODE on every master); adding a replica to a master, so that killing the master makes
+ * the cluster fail over to it.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import type { RedisServer } from './redis-servers.js';
+import { startRedisServer, type RedisServer } from './redis-servers.js';
+
+/** The arguments of startRedisCluster's nodes. */
+const CLUSTER_ARGS = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'];
+const REPLICA_TIMEOUT_MS = 15_000;
 
 /** A connection to one node, for the duration of `run`. */
 async function onNode<T>(node: RedisServer, run: (client: Redis) => Promise<T>): Promise<T> {
@@ -45,5 +51,45 @@ export async function moveSlot(nodes: readonly RedisServer[], slot: number, from
   });
   for (const node of [target, source, ...nodes.filter((n) => n !== source && n !== target)]) {
     await onNode(node, (client) => client.cluster('SETSLOT', slot, 'NODE', targetId!));
+  }
+}
+
+/**
+ * Starts a cluster node, makes it a replica of master `of` and resolves once it is in sync and
+ * every node knows it. The caller stops it.
+ */
+export async function addReplica(nodes: readonly RedisServer[], of: number): Promise<RedisServer> {
+  const master = nodes[of]!;
+  const replica = await startRedisServer({ args: CLUSTER_ARGS, clusterBus: true });
+  try {
+    const masterId = await onNode(master, async (client) => String(await client.cluster('MYID')));
+    await onNode(replica, async (client) => {
+      await client.cluster('MEET', master.host, master.port);
+      await until(async () => String(await client.cluster('NODES')).includes(masterId), 'the new node to learn the master');
+      await client.cluster('REPLICATE', masterId);
+      await until(async () => /master_link_status:up/.test(await client.info('replication')), 'the replica to sync');
+    });
+    const all = [...nodes, replica];
+    await until(async () => {
+      const infos = await Promise.all(all.map((node) => node.command('CLUSTER', 'INFO')));
+      return infos.every((info) => new RegExp(`cluster_known_nodes:${all.length}\\b`).test(info) && /cluster_state:ok/.test(info));
+    }, 'every node to know the replica');
+    return replica;
+  } catch (error) {
+    await replica.stop();
+    throw error;
+  }
+}
+
+/** Whether `node` is a master now. */
+export async function isMaster(node: RedisServer): Promise<boolean> {
+  return /role:master/.test(await node.command('INFO', 'replication'));
+}
+
+async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + REPLICA_TIMEOUT_MS;
+  while (!(await condition().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${REPLICA_TIMEOUT_MS} ms waiting for ${what}`);
+    await sleep(50);
   }
 }
