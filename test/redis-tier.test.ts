@@ -16,8 +16,10 @@ import { ManualClock } from '../src/clock.js';
 import { isCachewiseError } from '../src/errors.js';
 import { REDIS_SCRIPTS } from '../src/tiers/redis-scripts.js';
 import { redisEvictionPolicy, redisTier, type RedisClient, type RedisTierOptions } from '../src/tiers/redis-tier.js';
+import { CLUSTER_SLOTS, SlotGenerations, slotTags } from '../src/tiers/redis-slot-generations.js';
 import type { Tier, TierEntry } from '../src/tiers/tier.js';
 import { tierConformance } from './conformance/tier-conformance.js';
+import { generationsRead } from './helpers/cluster-generations.js';
 import {
   ownedRedisPids,
   redisServerPidsOnMachine,
@@ -546,16 +548,113 @@ function registerSuites(skipOwned: false | string): void {
     tierConformance('redisTier on a 3-master Redis Cluster', async () => {
       const { client } = await cluster();
       const tier = redisTier({ client, prefix: nextPrefix() });
+      // On a single Redis one round trip reads the generation; on a Cluster the first read of
+      // 16384 markers takes longer, and the conformance suite's generation test relies on it.
+      await generationsRead(tier);
       return { tier, now: () => Date.now(), cleanup: () => clearAndClose(tier) };
     });
 
-    test('no generation on a Cluster (the marker would be in one slot only): a set under any generation is not checked', async () => {
+    test('every slot has its generation marker <prefix>{<tag>}generation in the slot of its entries; generation() is a frozen snapshot of their ids', async () => {
       const { client } = await cluster();
-      const tier = redisTier({ client, prefix: nextPrefix() });
-      assert.equal(tier.generation!(), undefined);
-      assert.equal(await tier.set('c:a', value(1), 'gAnything'), true);
-      assert.deepEqual(await tier.setMany([{ key: 'c:b', entry: value(1), generation: 'gAnything' }]), [true]);
+      const prefix = nextPrefix();
+      const tier = redisTier({ client, prefix });
+      await generationsRead(tier);
+      const snapshot = tier.generation!() as SlotGenerations;
+      assert.ok(snapshot instanceof SlotGenerations && Object.isFrozen(snapshot) && snapshot.chunks.every((chunk) => Object.isFrozen(chunk)));
+      assert.equal(tier.generation!(), snapshot, 'the same object while nothing changes');
+      const tags = slotTags();
+      assert.equal(new Set(tags).size, CLUSTER_SLOTS);
+      assert.ok(tags.every((tag) => tag.length <= 4));
+      for (const key of ['users:42', 'c:a', 'orders:2024-01-01', 'a}b', 'ключ:1', `k:${'x'.repeat(200)}`]) {
+        const slot = await client.cluster('KEYSLOT', `${prefix}{${key}}`);
+        const marker = `${prefix}{${tags[slot]}}generation`;
+        assert.equal(await client.cluster('KEYSLOT', marker), slot, `${key}: the marker is in the entry's slot`);
+        assert.equal(await client.cluster('KEYSLOT', `${prefix}{${key}}:lease`), slot);
+        assert.equal(await client.get(marker), snapshot.idOf(slot), `${key}: the snapshot holds the marker's id`);
+        assert.equal(await client.pttl(marker), -1, 'a marker never expires');
+        assert.equal(await tier.set(key, value(1), snapshot), true, `${key}: a set under the current generation applies`);
+      }
+      // The server's slot of a sample of tags is their index.
+      for (let slot = 0; slot < CLUSTER_SLOTS; slot += 997) assert.equal(await client.cluster('KEYSLOT', tags[slot]!), slot);
       await tier.clear();
+      assert.deepEqual(await keysOnEveryMaster(client, `${prefix}*`), [], 'clear() deletes the markers too');
+      await tier.close();
+    });
+
+    test('a set begun before its slot lost its marker is refused and tombstones the key at its version; the tier adopts the new id; other slots are unaffected', async () => {
+      const { client } = await cluster();
+      const prefix = nextPrefix();
+      const tier = redisTier({ client, prefix });
+      await generationsRead(tier);
+      const [lost, kept] = await keysOnTwoMasters(client, prefix);
+      const lostSlot = await client.cluster('KEYSLOT', `${prefix}{${lost}}`);
+      const keptSlot = await client.cluster('KEYSLOT', `${prefix}{${kept}}`);
+      const marker = `${prefix}{${slotTags()[lostSlot]}}generation`;
+      const before = tier.generation!() as SlotGenerations;
+      assert.deepEqual(await tier.setMany([{ key: lost, entry: value(5), generation: before }, { key: kept, entry: value(5), generation: before }]), [true, true]);
+      // What a master that restarted empty does to this slot; no reconnect, so nothing re-reads it.
+      await client.del(marker, `${prefix}{${lost}}`);
+      assert.equal(await tier.set(lost, value(4), before), false, 'nothing newer is left to compare with: refused');
+      assert.match((await client.get(`${prefix}{${lost}}`))!, /^tombstone 4 0 \d+\n$/, 'tombstoned at its version instead');
+      const now = tier.generation!() as SlotGenerations;
+      assert.notEqual(now, before, 'a new snapshot; the one a write holds never changes');
+      assert.equal(now.idOf(lostSlot), await client.get(marker), 'the refused set told the tier the new id');
+      assert.match(now.idOf(lostSlot)!, /^t\d+\.\d+$/, 'made by the set script from the server clock');
+      assert.notEqual(now.idOf(lostSlot), before.idOf(lostSlot));
+      assert.equal(now.idOf(keptSlot), before.idOf(keptSlot), 'another slot keeps its id');
+      assert.equal(await tier.set(kept, value(6), before), true, 'a write in another slot under the same snapshot applies');
+      assert.equal(await tier.set(lost, value(6), now), true, 'a write begun in the new generation applies');
+      // Anything but a snapshot is no generation of a Cluster: refused.
+      assert.equal(await tier.set('c:string', value(1), before.idOf(await client.cluster('KEYSLOT', `${prefix}{c:string}`))), false);
+      assert.equal((await tier.get('c:string'))?.kind, 'tombstone');
+      // An unknown slot (a snapshot from before the first read) is refused too.
+      const fresh = redisTier({ client, prefix });
+      assert.equal(await fresh.set(kept, value(7), SlotGenerations.EMPTY), false);
+      await fresh.close();
+      await tier.clear();
+      await tier.close();
+    });
+
+    test("a client keyPrefix with a hash tag of its own puts every key in its slot, markers too: they are read one by one there, and the check holds", async () => {
+      const { client, handle } = await cluster();
+      const tagged = new Cluster([...handle.startupNodes], { keyPrefix: '{app}', enableAutoPipelining: true });
+      tagged.on('error', () => undefined);
+      clients.push(tagged);
+      const prefix = nextPrefix();
+      const tier = redisTier({ client: tagged, prefix });
+      await generationsRead(tier);
+      const appSlot = await client.cluster('KEYSLOT', '{app}');
+      const slot = await client.cluster('KEYSLOT', `${prefix}{c:a}`);
+      const marker = `{app}${prefix}{${slotTags()[slot]}}generation`;
+      assert.equal(await client.cluster('KEYSLOT', marker), appSlot);
+      const before = tier.generation!() as SlotGenerations;
+      assert.equal(await client.get(marker), before.idOf(slot));
+      assert.equal(await tier.set('c:a', value(5), before), true);
+      await client.del(marker, `{app}${prefix}{c:a}`);
+      assert.equal(await tier.set('c:a', value(4), before), false);
+      assert.equal(await tier.set('c:a', value(6), tier.generation!()), true);
+      await tier.clear();
+      assert.deepEqual(await keysOnEveryMaster(client, `{app}${prefix}*`), []);
+      await tier.close();
+    });
+
+    test('clear() deletes every marker first: a write begun before it is refused in any slot', async () => {
+      const { client } = await cluster();
+      const prefix = nextPrefix();
+      const tier = redisTier({ client, prefix });
+      const other = redisTier({ client, prefix }); // another process with the same prefix
+      await Promise.all([generationsRead(tier), generationsRead(other)]);
+      const before = other.generation!();
+      const keys = Array.from({ length: 40 }, (_, i) => `c:${i}`);
+      await tier.clear();
+      assert.deepEqual(await keysOnEveryMaster(client, `${prefix}*`), []);
+      const applied = await other.setMany(keys.map((key) => ({ key, entry: value(1), generation: before })));
+      assert.deepEqual(applied, keys.map(() => false));
+      assert.ok((await tier.getMany(keys)).every((entry) => entry?.kind === 'tombstone'));
+      const after = other.generation!();
+      assert.ok((await other.setMany(keys.map((key) => ({ key, entry: value(2), generation: after })))).every(Boolean), 'each slot refused once and its new id was adopted');
+      await tier.clear();
+      await Promise.all([tier.close(), other.close()]);
     });
 
     test('an entry and its lease share a slot, and keys spread over every master', async () => {
@@ -596,6 +695,42 @@ function registerSuites(skipOwned: false | string): void {
       await tier.clear();
     });
 
+    test('a master that restarts empty keeps its slots (nodes.conf) but not its markers: a write begun before cannot cache its older version (contract 1)', async () => {
+      const { client, handle } = await cluster();
+      const prefix = nextPrefix();
+      const tier = redisTier({ client, prefix });
+      await generationsRead(tier);
+      const [key] = await keysOnTwoMasters(client, prefix);
+      const slot = await client.cluster('KEYSLOT', `${prefix}{${key}}`);
+      const owner = handle.nodes.find((node) => client.slots[slot]?.[0] === `${node.host}:${node.port}`);
+      assert.ok(owner !== undefined, 'the master of the slot is one of the test nodes');
+      const sibling = await keyOnNode(client, prefix, client.slots[slot]![0]!, slot);
+      const siblingSlot = await client.cluster('KEYSLOT', `${prefix}{${sibling}}`);
+      const before = tier.generation!() as SlotGenerations;
+      assert.equal(await tier.set(key, value(5), before), true);
+      assert.equal(await tier.set(sibling, value(5), before), true);
+      await owner.restart(); // no dump (--save ''), so it comes back empty, with its slots
+      startedPids.add(owner.pid!);
+      // The write that began before the restart reaches the emptied master.
+      let refused: boolean | undefined;
+      for (let i = 0; i < 100 && refused === undefined; i++) {
+        refused = await tier.set(key, value(4), before).then(
+          (applied) => !applied,
+          () => undefined, // the master is still coming back
+        );
+        if (refused === undefined) await sleep(100);
+      }
+      assert.equal(refused, true, 'the older version is not cached');
+      assert.deepEqual(await tier.get(key).then((e) => [e?.kind, e?.version]), ['tombstone', 4]);
+      assert.equal(await tier.set(key, value(6), tier.generation!()), true, 'a write begun after the restart applies');
+      // Reconnected to the restarted master, the tier re-reads its slots without a refused set.
+      for (let i = 0; i < 100 && (tier.generation!() as SlotGenerations).idOf(siblingSlot) === before.idOf(siblingSlot); i++) await sleep(50);
+      assert.notEqual((tier.generation!() as SlotGenerations).idOf(siblingSlot), before.idOf(siblingSlot), 'the slot was re-read after the reconnect');
+      assert.equal(await tier.set(sibling, value(1), tier.generation!()), true, 'the master lost version 5: version 1 applies in the new generation');
+      await tier.clear();
+      await tier.close();
+    });
+
     test("redisEvictionPolicy asks every master: 'noeviction' on the test cluster", async () => {
       const { client } = await cluster();
       assert.equal(await redisEvictionPolicy(client), 'noeviction');
@@ -622,6 +757,31 @@ async function keysMatching(client: Redis, pattern: string): Promise<string[]> {
     found.push(...keys);
   } while (cursor !== '0');
   return found;
+}
+
+/** Every key matching `pattern` on every master of the Cluster. */
+async function keysOnEveryMaster(client: Cluster, pattern: string): Promise<string[]> {
+  const keys = await Promise.all(client.nodes('master').map((node) => keysMatching(node, pattern)));
+  return keys.flat();
+}
+
+/** Two tier keys whose entries (under `prefix`) are on two different masters. */
+async function keysOnTwoMasters(client: Cluster, prefix: string): Promise<[string, string]> {
+  const first = 'c:first';
+  const master = client.slots[await client.cluster('KEYSLOT', `${prefix}{${first}}`)]![0];
+  for (let i = 0; ; i++) {
+    const key = `c:other:${i}`;
+    if (client.slots[await client.cluster('KEYSLOT', `${prefix}{${key}}`)]![0] !== master) return [first, key];
+  }
+}
+
+/** A tier key whose entry is on the master `nodeKey`, in a slot other than `slot`. */
+async function keyOnNode(client: Cluster, prefix: string, nodeKey: string, slot: number): Promise<string> {
+  for (let i = 0; ; i++) {
+    const key = `c:same-node:${i}`;
+    const keySlot = await client.cluster('KEYSLOT', `${prefix}{${key}}`);
+    if (keySlot !== slot && client.slots[keySlot]![0] === nodeKey) return key;
+  }
 }
 
 async function clearAndClose(tier: Tier): Promise<void> {

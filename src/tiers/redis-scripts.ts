@@ -5,9 +5,11 @@
  *
  * Each script touches exactly two keys, the entry and its lease, both declared in KEYS and
  * sharing one hash tag (`<prefix>{<key>}` and `<prefix>{<key>}:lease`), so they run on a Redis
- * Cluster too. The exceptions are single-Redis only: the generation marker (`<prefix>generation`,
- * a random id that a Redis losing its data loses too) is read by `generation` and checked by
- * `setInGeneration`, which a Cluster cannot run (the marker is in one slot, the entry in another).
+ * Cluster too. The exception is the generation marker (a random id that a Redis losing its data
+ * loses too), checked by `setInGeneration` as a third key: on a single Redis the one marker
+ * `<prefix>generation`, read by `generation`; on a Cluster the marker of the entry's own slot,
+ * `<prefix>{<tag>}generation` with a tag of that slot (redis-slot-generations.ts), read by
+ * `slotGeneration`. Either way every key of a call is in one slot.
  *
  * An entry is one string, so that a read is one GET: a header line
  * `<kind> <version> <freshUntil> <staleUntil>`, then a newline, then the value as JSON (values
@@ -79,7 +81,8 @@ return 1
 const set: ScriptSource = { numberOfKeys: 2, lua: `${PRELUDE}${SET_IF_NEWER}` };
 
 /**
- * set-if-newer within a generation (single Redis only). KEYS: entry, lease, generation marker.
+ * set-if-newer within a generation. KEYS: entry, lease, generation marker (on a Cluster, the
+ * marker of the entry's slot).
  * ARGV: as `set`, then the generation the write began under. When the marker still holds that
  * generation, it is `set`. Otherwise the Redis lost its data since (the marker is missing: it is
  * created again with a fresh id from the server's clock, which no earlier id equals) or
@@ -202,6 +205,50 @@ return 1
 `,
 };
 
-export const REDIS_SCRIPTS = { set, setInGeneration, invalidate, remove, lease, fill, generation } as const;
+/**
+ * the generation of one slot of a Cluster. KEYS: the slot's marker. ARGV: a fresh random id.
+ * Returns the marker's id, creating it when missing (a slot that lost its data) as ARGV[1] and
+ * the server's clock: a read that the client retried after a reconnect (its first reply lost)
+ * must not bring back an id the slot may have lost in between.
+ */
+const slotGeneration: ScriptSource = {
+  numberOfKeys: 1,
+  lua: `
+local marker = redis.call('GET', KEYS[1])
+if marker then return marker end
+local now = redis.call('TIME')
+marker = ARGV[1] .. '.' .. now[1] .. '.' .. now[2]
+redis.call('SET', KEYS[1], marker)
+return marker
+`,
+};
+
+/**
+ * the generations of many slots of one Cluster master at once (Redis 7 and later: a script flag
+ * lets it reach keys of several slots, all of them this node's; it is sent to the node itself,
+ * with no declared keys). ARGV: a fresh random id, then the marker keys. Returns the id of each
+ * marker, in order, creating the missing ones as `slotGeneration` does. A key of a slot that is
+ * not the node's fails the whole script (the markers created before stay, unread: harmless), and
+ * the tier reads those slots one by one instead, as on an older Redis, which refuses the flag.
+ */
+export const SLOT_GENERATIONS_ON_NODE_LUA = `#!lua flags=allow-cross-slot-keys
+local ids = {}
+local made = nil
+for i = 2, #ARGV do
+  local marker = redis.call('GET', ARGV[i])
+  if not marker then
+    if made == nil then
+      local now = redis.call('TIME')
+      made = ARGV[1] .. '.' .. now[1] .. '.' .. now[2]
+    end
+    marker = made
+    redis.call('SET', ARGV[i], marker)
+  end
+  ids[i - 1] = marker
+end
+return ids
+`;
+
+export const REDIS_SCRIPTS = { set, setInGeneration, invalidate, remove, lease, fill, generation, slotGeneration } as const;
 
 export type RedisScriptName = keyof typeof REDIS_SCRIPTS;

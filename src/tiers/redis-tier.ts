@@ -30,8 +30,10 @@
  * sets (misses), never a wrong one. The marker has no TTL; clear() deletes it first.
  * Fills need no marker: their lease, a key too, is lost with the data, so a fill begun before
  * the loss is refused.
- * On a Redis Cluster the marker would sit in one slot, out of reach of the scripts of every other
- * slot: there `generation()` is undefined and writes are not checked (see README, Redis tier).
+ * On a Redis Cluster one marker would sit in one slot, out of reach of the scripts of every other
+ * slot, and a Cluster loses data per slot anyway: there every slot has its own marker, in the
+ * slot of the entries it guards, and `generation()` answers a snapshot of the ids of all of them
+ * (redis-slot-generations.ts has the argument).
  *
  * Reads carry no timer of their own when the client bounds every command (a single Redis with
  * `commandTimeout`): `capabilities.getTimeoutMs` tells the core, which then skips its own.
@@ -47,6 +49,7 @@ import { decodeValue, encodeValue } from '../codec.js';
 import { CachewiseError } from '../errors.js';
 import { withTimeout } from '../util/timeout.js';
 import { REDIS_SCRIPTS, type RedisScriptName } from './redis-scripts.js';
+import { isGenerationId, SlotMarkers } from './redis-slot-generations.js';
 import type { Lease, Tier, TierCapabilities, TierEntry } from './tier.js';
 
 /** A client of ioredis 5: a single Redis (or Sentinel-managed) connection, or a Cluster. */
@@ -127,12 +130,14 @@ class RedisTier implements Tier {
   /** ioredis method name of each script, defined on the client. */
   private readonly scripts: Record<RedisScriptName, string>;
   private closed = false;
-  /** The latest read of the generation marker, settled (never rejects). */
+  /** The latest read of the generation marker, settled (never rejects). Single Redis only. */
   private markerRead: Promise<void> | undefined;
-  /** The generation marker's key; undefined on a Cluster (no generation check). */
-  private readonly generationKey: string | undefined;
-  /** The marker's id as last read or learned from a refused set; undefined until then. */
+  /** The generation marker's key on a single Redis. */
+  private readonly generationKey: string;
+  /** The marker's id as last read or learned from a refused set; undefined until then. Single Redis only. */
   private epoch: string | undefined;
+  /** On a Cluster, the marker of every slot and the ids known; undefined on a single Redis. */
+  private readonly slotMarkers: SlotMarkers | undefined;
   /** Stops re-reading the marker on reconnects (on close). */
   private readonly unwatch: () => void = () => undefined;
 
@@ -156,8 +161,10 @@ class RedisTier implements Tier {
       ...(getTimeoutMs === undefined ? {} : { getTimeoutMs }),
     } as const);
     this.scripts = defineScripts(this.client);
-    if (!isCluster(this.client)) {
-      this.generationKey = `${this.prefix}generation`;
+    this.generationKey = `${this.prefix}generation`;
+    if (isCluster(this.client)) {
+      this.slotMarkers = new SlotMarkers(this.client, this.prefix, this.scripts.slotGeneration, (command) => this.call(command));
+    } else {
       this.unwatch = onReady(this.client, this.readGeneration);
       // Now, unless the client waits for a first command (lazyConnect): a client still connecting
       // queues the read ahead of the commands that follow, so the first writes know the id.
@@ -166,7 +173,8 @@ class RedisTier implements Tier {
   }
 
   generation(): unknown {
-    if (this.generationKey === undefined) return undefined;
+    // A Cluster: the ids of every slot, an immutable snapshot (a change makes a new one).
+    if (this.slotMarkers !== undefined) return this.slotMarkers.current();
     // Unknown (not read yet, or just cleared): a write under it is refused, as under a changed one.
     return this.epoch ?? UNKNOWN_GENERATION;
   }
@@ -204,14 +212,17 @@ class RedisTier implements Tier {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.call(command).then(this.setApplied);
+    if (this.slotMarkers === undefined) return this.call(command).then(this.setApplied);
+    return this.call(command).then((reply) => this.setAppliedInSlot(reply, command));
   }
 
   async setMany(items: readonly { key: string; entry: TierEntry; generation?: unknown }[]): Promise<boolean[]> {
     this.assertOpen();
     // Build every command first, so that one bad entry rejects the batch before anything is sent.
     const commands = items.map(({ key, entry, generation }) => this.setCommand(key, entry, generation));
-    return (await this.callMany(commands)).map(this.setApplied);
+    const replies = await this.callMany(commands);
+    if (this.slotMarkers === undefined) return replies.map(this.setApplied);
+    return replies.map((reply, i) => this.setAppliedInSlot(reply, commands[i]!));
   }
 
   async invalidate(key: string, version: number | undefined, ttlMs: number): Promise<void> {
@@ -261,21 +272,28 @@ class RedisTier implements Tier {
 
   async clear(): Promise<void> {
     this.assertOpen();
+    const start = escapeGlob(`${this.client.options.keyPrefix ?? ''}${this.prefix}{`);
+    const nodes = await masterNodes(this.client);
     // The generation goes first: a write begun before must not cache into the emptied tier.
-    if (this.generationKey !== undefined) {
+    if (this.slotMarkers !== undefined) {
+      await this.slotMarkers.forget();
+      // Every slot's marker, before any entry. SCAN returns every key present throughout it, so
+      // each marker a write begun before could hold is deleted; one made since has a new id.
+      for (const node of nodes) await clearNode(node, SlotMarkers.markerPattern(start));
+    } else {
       // A marker read still on its way (a fresh tier) would create the marker again after the delete.
       await this.markerRead;
       this.epoch = undefined;
       await this.client.del(this.generationKey);
     }
-    const pattern = `${escapeGlob(`${this.client.options.keyPrefix ?? ''}${this.prefix}{`)}*`;
-    for (const node of await masterNodes(this.client)) await clearNode(node, pattern);
+    for (const node of nodes) await clearNode(node, `${start}*`);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.unwatch();
+    this.slotMarkers?.close();
     if (!this.ownsClient) return;
     try {
       await this.client.quit();
@@ -285,33 +303,52 @@ class RedisTier implements Tier {
     }
   }
 
+  /**
+   * The set script for one item: `set` without a generation; else `setInGeneration` with the
+   * marker (on a Cluster, the marker of the entry's slot, and the snapshot's id for that slot).
+   */
   private setCommand(key: string, entry: TierEntry, generation: unknown): Command {
-    if (generation === undefined || this.generationKey === undefined) {
+    if (generation === undefined) {
       return [this.scripts.set, this.entryKey(key), this.leaseKey(key), ...this.entryArguments(key, entry)];
     }
-    return [this.scripts.setInGeneration, this.entryKey(key), this.leaseKey(key), this.generationKey, ...this.entryArguments(key, entry), String(generation)];
+    if (this.slotMarkers === undefined) {
+      return [this.scripts.setInGeneration, this.entryKey(key), this.leaseKey(key), this.generationKey, ...this.entryArguments(key, entry), String(generation)];
+    }
+    const entryKey = this.entryKey(key);
+    const slot = this.slotMarkers.slotOf(entryKey);
+    const args = this.entryArguments(key, entry);
+    return [this.scripts.setInGeneration, entryKey, `${entryKey}:lease`, this.slotMarkers.markerKey(slot), ...args, this.slotMarkers.idFor(generation, slot)];
   }
 
   /** A set script's reply: 1 applied, 0 not; a generation (a string) when it refused for that. */
   private readonly setApplied = (reply: unknown): boolean => {
-    if (isGeneration(reply)) {
+    if (isGenerationId(reply)) {
       this.epoch = reply;
       return false;
     }
     return applied(reply);
   };
 
+  /** As setApplied, on a Cluster: a refused set's generation is the one of its entry's slot. */
+  private setAppliedInSlot(reply: unknown, command: Command): boolean {
+    if (isGenerationId(reply)) {
+      this.slotMarkers!.adopt(this.slotMarkers!.slotOf(command[1]!), reply);
+      return false;
+    }
+    return applied(reply);
+  }
+
   /** Reads the generation marker, creating it when missing: on creation and on every 'ready'. */
   private readonly readGeneration = (): void => {
     let reply: Promise<unknown>;
     try {
-      reply = this.call([this.scripts.generation, this.generationKey!, freshGeneration()]);
+      reply = this.call([this.scripts.generation, this.generationKey, freshGeneration()]);
     } catch {
       return; // not a working client: its sets fail too
     }
     this.markerRead = reply.then(
       (id) => {
-        if (isGeneration(id) && !this.closed) this.epoch = id;
+        if (isGenerationId(id) && !this.closed) this.epoch = id;
       },
       // Unread, the generation stays as it was: the server refuses sets under a wrong one, and the
       // first refused set brings the current id.
@@ -454,10 +491,6 @@ const UNKNOWN_GENERATION = '-';
 /** A new generation id. Ids start with a letter, so that no reply of 1 or 0 reads as one. */
 function freshGeneration(): string {
   return `g${randomBytes(12).toString('base64url')}`;
-}
-
-function isGeneration(reply: unknown): reply is string {
-  return typeof reply === 'string' && /^[a-z]/.test(reply);
 }
 
 /** A script's 1 (applied) or 0; a client with `stringNumbers` returns it as a string. */
