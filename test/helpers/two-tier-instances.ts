@@ -12,6 +12,7 @@ import { redisTier } from '../../src/tiers/redis-tier.js';
 import type { Tier } from '../../src/tiers/tier.js';
 import { twoTier } from '../../src/tiers/two-tier.js';
 import type { Duration } from '../../src/duration.js';
+import { knowsEverySlot } from './cluster-generations.js';
 
 export interface TwoTierInstance {
   readonly tier: Tier;
@@ -121,9 +122,19 @@ export class TwoTierGroup {
     return client;
   }
 
-  /** Resolves once every client is connected and every instance's bus trusts its L1. */
+  /**
+   * Resolves once every client is connected and every instance's bus trusts its L1; on a Cluster,
+   * also once every instance's L2 knows the generation of every slot (until then a write under
+   * generation() is refused, safely).
+   */
   async ready(instances: readonly TwoTierInstance[] = this.opened, timeoutMs = 10_000): Promise<void> {
-    await waitFor(() => this.clients.every((c) => c.status === 'ready') && instances.every((i) => i.bus.connected), timeoutMs, 'every client and bus to be ready');
+    await waitFor(
+      () =>
+        this.clients.every((c) => c.status === 'ready') &&
+        instances.every((i) => i.bus.connected && (this.cluster === undefined || knowsEverySlot(i.tier.generation?.()))),
+      timeoutMs,
+      'every client and bus to be ready',
+    );
   }
 
   /** Closes every instance (bus, L1, L2) and every connection. */
