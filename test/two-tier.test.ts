@@ -84,6 +84,20 @@ function holdingL2(operation: 'get' | 'set', key: string) {
   };
 }
 
+/** One instance of `g` for the Tier conformance suite; its clean-up closes the group. */
+async function conformanceFixture(g: TwoTierGroup) {
+  const { tier } = g.instance();
+  await g.ready();
+  return {
+    tier,
+    now: () => Date.now(),
+    cleanup: async () => {
+      await tier.clear();
+      await g.close();
+    },
+  };
+}
+
 after(async () => {
   if (skip) return;
   await deleteKeys(REDIS_URL, runPrefix);
@@ -92,19 +106,7 @@ after(async () => {
 if (skip) {
   test('twoTier suites need Redis', { skip }, () => undefined);
 } else {
-  tierConformance('twoTier (memory L1 over Redis L2)', async () => {
-    const g = group();
-    const { tier } = g.instance();
-    await g.ready();
-    return {
-      tier,
-      now: () => Date.now(),
-      cleanup: async () => {
-        await tier.clear();
-        await g.close();
-      },
-    };
-  });
+  tierConformance('twoTier (memory L1 over Redis L2)', () => conformanceFixture(group()));
 
   describe('twoTier across instances (contracts 1 and 3)', () => {
     test('a write resolved in one instance is what the others read next, at once', () =>
@@ -391,19 +393,7 @@ if (skip) {
       return version;
     }
 
-    tierConformance('twoTier (memory L1 over Redis L2 on a Cluster)', async () => {
-      const g = onCluster();
-      const { tier } = g.instance();
-      await g.ready();
-      return {
-        tier,
-        now: () => Date.now(),
-        cleanup: async () => {
-          await tier.clear();
-          await g.close();
-        },
-      };
-    });
+    tierConformance('twoTier (memory L1 over Redis L2 on a Cluster)', () => conformanceFixture(onCluster()));
 
     test("the bus's member set and channels share one slot, and its subscription is on that slot's master", () =>
       withClusterGroup(async (g) => {
