@@ -340,6 +340,22 @@ function registerSuites(skipOwned: false | string): void {
       await Promise.all([tier.close(), other.close()]);
     });
 
+    test("a marker the tier creates carries the server's clock: a read retried after the marker was lost cannot bring back the old id", async () => {
+      const prefix = nextPrefix();
+      const redis = shared();
+      const marker = `${prefix}generation`;
+      // The same call twice, as ioredis resends a command whose reply a dropped connection lost.
+      const read = () => redis.eval(REDIS_SCRIPTS.generation.lua, 1, marker, 'gsame') as Promise<string>;
+      const first = await read();
+      assert.match(first, /^gsame\.\d+\.\d+$/);
+      assert.equal(await read(), first, 'an existing marker is answered as it is');
+      await redis.del(marker); // lost: a restart without persistence
+      await sleep(2);
+      const second = await read();
+      assert.match(second, /^gsame\.\d+\.\d+$/);
+      assert.notEqual(second, first);
+    });
+
     test('a set under a generation is refused when another process already renewed the marker; older fills stay out', async () => {
       const prefix = nextPrefix();
       const tier = redisTier({ client: shared(), prefix });

@@ -7,9 +7,9 @@
  * sharing one hash tag (`<prefix>{<key>}` and `<prefix>{<key>}:lease`), so they run on a Redis
  * Cluster too. The exception is the generation marker (a random id that a Redis losing its data
  * loses too), checked by `setInGeneration` as a third key: on a single Redis the one marker
- * `<prefix>generation`, read by `generation`; on a Cluster the marker of the entry's own slot,
- * `<prefix>{<tag>}generation` with a tag of that slot (redis-slot-generations.ts), read by
- * `slotGeneration`. Either way every key of a call is in one slot.
+ * `<prefix>generation`; on a Cluster the marker of the entry's own slot,
+ * `<prefix>{<tag>}generation` with a tag of that slot (redis-slot-generations.ts). Either way
+ * `generation` reads (or creates) a marker, and every key of a call is in one slot.
  *
  * An entry is one string, so that a read is one GET: a header line
  * `<kind> <version> <freshUntil> <staleUntil>`, then a newline, then the value as JSON (values
@@ -113,16 +113,21 @@ ${SET_IF_NEWER}`,
 };
 
 /**
- * the tier's generation. KEYS: generation marker. ARGV: a fresh id. Returns the marker's id,
- * creating it with ARGV[1] when missing (a new or emptied Redis).
+ * a generation marker: the tier's one marker on a single Redis, or one slot's on a Cluster.
+ * KEYS: the marker. ARGV: a fresh random id. Returns the marker's id, creating it when missing (a
+ * new or emptied Redis, a slot that lost its data) as ARGV[1] and the server's clock: a read that
+ * the client retried after a reconnect (its first reply lost) must not bring back an id that the
+ * server may have lost in between, and that another process may have read.
  */
 const generation: ScriptSource = {
   numberOfKeys: 1,
   lua: `
 local marker = redis.call('GET', KEYS[1])
 if marker then return marker end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]
+local now = redis.call('TIME')
+marker = ARGV[1] .. '.' .. now[1] .. '.' .. now[2]
+redis.call('SET', KEYS[1], marker)
+return marker
 `,
 };
 
@@ -206,28 +211,10 @@ return 1
 };
 
 /**
- * the generation of one slot of a Cluster. KEYS: the slot's marker. ARGV: a fresh random id.
- * Returns the marker's id, creating it when missing (a slot that lost its data) as ARGV[1] and
- * the server's clock: a read that the client retried after a reconnect (its first reply lost)
- * must not bring back an id the slot may have lost in between.
- */
-const slotGeneration: ScriptSource = {
-  numberOfKeys: 1,
-  lua: `
-local marker = redis.call('GET', KEYS[1])
-if marker then return marker end
-local now = redis.call('TIME')
-marker = ARGV[1] .. '.' .. now[1] .. '.' .. now[2]
-redis.call('SET', KEYS[1], marker)
-return marker
-`,
-};
-
-/**
  * the generations of many slots of one Cluster master at once (Redis 7 and later: a script flag
  * lets it reach keys of several slots, all of them this node's; it is sent to the node itself,
  * with no declared keys). ARGV: a fresh random id, then the marker keys. Returns the id of each
- * marker, in order, creating the missing ones as `slotGeneration` does. A key of a slot that is
+ * marker, in order, creating the missing ones as `generation` does. A key of a slot that is
  * not the node's fails the whole script (the markers created before stay, unread: harmless), and
  * the tier reads those slots one by one instead, as on an older Redis, which refuses the flag.
  */
@@ -249,6 +236,6 @@ end
 return ids
 `;
 
-export const REDIS_SCRIPTS = { set, setInGeneration, invalidate, remove, lease, fill, generation, slotGeneration } as const;
+export const REDIS_SCRIPTS = { set, setInGeneration, invalidate, remove, lease, fill, generation } as const;
 
 export type RedisScriptName = keyof typeof REDIS_SCRIPTS;

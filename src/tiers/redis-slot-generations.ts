@@ -149,7 +149,7 @@ export class SlotMarkers {
   constructor(
     private readonly client: Cluster,
     private readonly prefix: string,
-    /** ioredis method of the slotGeneration script (redis-scripts.ts). */
+    /** ioredis method of the generation script (redis-scripts.ts). */
     private readonly readScript: string,
     /** Sends one command through the Cluster client. */
     private readonly send: (command: SlotCommand) => Promise<unknown>,
@@ -293,7 +293,7 @@ export class SlotMarkers {
   }
 
   /**
-   * One slotGeneration script per slot: in one Cluster pipeline when the node group is known,
+   * One generation script per slot: in one Cluster pipeline when the node group is known,
    * else each on its own. Never rejects.
    */
   private async readOneByOne(group: string, slots: readonly number[], base: string): Promise<unknown[]> {

@@ -21,8 +21,10 @@
  *
  * Contract 1 across a restart: a Redis that restarted empty (or was flushed) holds nothing that
  * could refuse an older version, so a write that began before the loss must not cache its value
- * after it. The tier keeps a generation marker, the string `<prefix>generation` holding a random
- * id, read (or created) when the client connects and again after every reconnect;
+ * after it. The tier keeps a generation marker, the string `<prefix>generation` holding an id
+ * made of random bytes and the server's clock when it was created (so that no id comes back
+ * after a loss, not even from a read the client resent), read (or created) when the client
+ * connects and again after every reconnect;
  * `generation()` is the id last known. A write passes the generation it began under to `set`,
  * whose script stores the entry only if the marker still holds it, and otherwise tombstones the
  * key at the entry's version (revoking its lease) and answers the marker's current id, which the
@@ -163,7 +165,7 @@ class RedisTier implements Tier {
     this.scripts = defineScripts(this.client);
     this.generationKey = `${this.prefix}generation`;
     if (isCluster(this.client)) {
-      this.slotMarkers = new SlotMarkers(this.client, this.prefix, this.scripts.slotGeneration, (command) => this.call(command));
+      this.slotMarkers = new SlotMarkers(this.client, this.prefix, this.scripts.generation, (command) => this.call(command));
     } else {
       this.unwatch = onReady(this.client, this.readGeneration);
       // Now, unless the client waits for a first command (lazyConnect): a client still connecting
