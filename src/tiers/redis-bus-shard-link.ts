@@ -13,7 +13,7 @@
  * - the node answers MOVED, or unsubscribes the link itself because the slot moved to another
  *   master (a resharding or a failover: Redis sends SUNSUBSCRIBE, which ioredis reports as an
  *   error since no command of the link asked for it);
- * - the subscription takes longer than SUBSCRIBE_TIMEOUT_MS;
+ * - finding the owner, connecting and subscribing take longer than ATTEMPT_TIMEOUT_MS;
  * - the bus calls renew(): its pings stopped coming back although the connection looks fine.
  * The connection never reconnects by itself: after a failover its address may be a replica, or
  * nothing.
@@ -21,8 +21,9 @@
 import { createRequire } from 'node:module';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { BusLink, BusLinkEvents } from './redis-bus-link.js';
+import { slotFunction } from './redis-slot-generations.js';
 
-const SUBSCRIBE_TIMEOUT_MS = 2_000;
+const ATTEMPT_TIMEOUT_MS = 2_000;
 const RETRY_FIRST_MS = 50;
 const RETRY_MAX_MS = 2_000;
 
@@ -44,6 +45,8 @@ class ShardLink implements BusLink {
   private retryTimer: NodeJS.Timeout | undefined;
   private failures = 0;
   private closed = false;
+  /** Ends the attempt under way (its connection was lost); undefined between attempts. */
+  private endAttempt: ((error: Error) => void) | undefined;
 
   constructor(private readonly cluster: Cluster) {}
 
@@ -82,9 +85,40 @@ class ShardLink implements BusLink {
     return this.homing;
   }
 
+  /**
+   * Finds the owner, connects and subscribes, all within ATTEMPT_TIMEOUT_MS: a Cluster client
+   * that queues commands while it reconnects, or a node that answers MOVED (ioredis then never
+   * settles the SSUBSCRIBE), must not hold the link in one attempt for ever.
+   */
   private async attempt(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const ended = new Promise<never>((_, reject) => {
+      this.endAttempt = reject;
+      timer = setTimeout(() => reject(new Error(`no subscription on the bus's master within ${ATTEMPT_TIMEOUT_MS} ms`)), ATTEMPT_TIMEOUT_MS);
+    });
+    ended.catch(() => undefined);
+    const attempt = { live: true };
+    // Once the attempt is over, this may still settle (or never, after MOVED): nobody waits for it.
+    const subscribing = this.subscribeOnOwner(attempt);
+    subscribing.catch(() => undefined);
+    try {
+      await Promise.race([subscribing, ended]);
+    } catch (error) {
+      attempt.live = false;
+      if (this.current !== undefined) this.lost(this.current);
+      throw error;
+    } finally {
+      attempt.live = false;
+      clearTimeout(timer);
+      this.endAttempt = undefined;
+    }
+    this.events!.subscribed();
+  }
+
+  private async subscribeOnOwner(attempt: { readonly live: boolean }): Promise<void> {
     const { host, port } = await this.owner();
-    if (this.closed) return;
+    // An attempt that ended (timed out, closed) opens no connection: the next attempt will.
+    if (this.closed || !attempt.live) throw new Error('the attempt is over');
     const connection = this.connect(host, port);
     this.current = connection;
     // Any error means the subscription can no longer be relied on, whatever its cause.
@@ -92,27 +126,13 @@ class ShardLink implements BusLink {
     connection.on('smessage', (channel: string, text: string) => {
       if (this.current === connection) this.events!.message(channel, text);
     });
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        connection.ssubscribe(...this.channels),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`SSUBSCRIBE on ${host}:${port} did not answer within ${SUBSCRIBE_TIMEOUT_MS} ms`)), SUBSCRIBE_TIMEOUT_MS);
-        }),
-      ]);
-    } catch (error) {
-      this.lost(connection);
-      throw error;
-    } finally {
-      clearTimeout(timer);
-    }
+    await connection.ssubscribe(...this.channels);
     if (this.current !== connection) throw new Error(`the subscription on ${host}:${port} was lost while it was made`);
-    this.events!.subscribed();
   }
 
   /** The address of the master that owns the bus's slot, as the cluster says now. */
   private async owner(): Promise<{ host: string; port: number }> {
-    this.slot ??= Number(await this.cluster.cluster('KEYSLOT', this.channels[0]!));
+    this.slot ??= slotFunction()(this.channels[0]!);
     const slot = this.slot;
     const ranges = await this.cluster.cluster('SLOTS');
     const master = ranges.find(([first, last]) => first <= slot && slot <= last)?.[2];
@@ -132,6 +152,10 @@ class ShardLink implements BusLink {
       host,
       port,
       connectionName: 'cachewise-bus',
+      // SSUBSCRIBE is sent at once and waits for the connection; channels are not keys to prefix.
+      enableOfflineQueue: true,
+      lazyConnect: false,
+      keyPrefix: undefined,
       retryStrategy: () => null,
       autoResubscribe: false,
       maxRetriesPerRequest: 0,
@@ -142,6 +166,7 @@ class ShardLink implements BusLink {
     if (this.current !== connection) return;
     this.current = undefined;
     connection.disconnect();
+    this.endAttempt?.(new Error('the subscription was lost while it was made'));
     this.events!.dropped();
     this.retryLater();
   }

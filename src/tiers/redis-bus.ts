@@ -212,6 +212,13 @@ class RedisBus implements InvalidationBus {
           "leave it out: on a Redis Cluster the bus opens its own connection to the master that owns its channel's slot",
         );
       }
+      if ((options.publisher as Cluster).options?.keyPrefix) {
+        throw new CachewiseError(
+          'E_INVALID_OPTION',
+          'redisBus cannot use a Cluster publisher with a keyPrefix: ioredis prefixes shard channels in some commands and not in scripts, so messages would miss their subscribers',
+          'give the bus a Cluster client without keyPrefix (the tier may keep its own), and name the bus by its channel option',
+        );
+      }
       // One hash tag: the member set, the scripts and the shard channels share one slot.
       this.channel = `{${this.channel}}`;
       this.link = shardLink(options.publisher as Cluster);
@@ -402,12 +409,12 @@ class RedisBus implements InvalidationBus {
   private async heartbeat(): Promise<void> {
     if (this.closing) return;
     this.scheduleHeartbeat(this.trustWindowMs / 4);
-    if (this.heartbeatRunning) return; // the previous one has not answered: Redis is slow or gone
     if (this.ready && performance.now() - this.lastHeardAt > RENEW_AFTER_WINDOWS * this.trustWindowMs) {
       // Subscribed, yet no ping came back for a long while: the subscription is no longer heard.
       this.lastHeardAt = performance.now();
       this.link.renew();
     }
+    if (this.heartbeatRunning) return; // the previous one has not answered: Redis is slow or gone
     this.heartbeatRunning = true;
     const seq = ++this.pingSeq;
     this.pingsSent.set(seq, performance.now());

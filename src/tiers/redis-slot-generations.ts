@@ -326,7 +326,7 @@ let loadedSlotFunction: ((key: string) => number) | undefined;
  * The CRC16 hash slot of a key, honouring hash tags: the function of the cluster-key-slot
  * package (the one ioredis routes by), loaded on first Cluster use.
  */
-function slotFunction(): (key: string) => number {
+export function slotFunction(): (key: string) => number {
   if (loadedSlotFunction !== undefined) return loadedSlotFunction;
   let generate: unknown;
   try {
