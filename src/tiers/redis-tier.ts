@@ -310,16 +310,13 @@ class RedisTier implements Tier {
    * marker (on a Cluster, the marker of the entry's slot, and the snapshot's id for that slot).
    */
   private setCommand(key: string, entry: TierEntry, generation: unknown): Command {
-    if (generation === undefined) {
-      return [this.scripts.set, this.entryKey(key), this.leaseKey(key), ...this.entryArguments(key, entry)];
-    }
-    if (this.slotMarkers === undefined) {
-      return [this.scripts.setInGeneration, this.entryKey(key), this.leaseKey(key), this.generationKey, ...this.entryArguments(key, entry), String(generation)];
-    }
     const entryKey = this.entryKey(key);
-    const slot = this.slotMarkers.slotOf(entryKey);
+    const leaseKey = `${entryKey}:lease`;
     const args = this.entryArguments(key, entry);
-    return [this.scripts.setInGeneration, entryKey, `${entryKey}:lease`, this.slotMarkers.markerKey(slot), ...args, this.slotMarkers.idFor(generation, slot)];
+    if (generation === undefined) return [this.scripts.set, entryKey, leaseKey, ...args];
+    if (this.slotMarkers === undefined) return [this.scripts.setInGeneration, entryKey, leaseKey, this.generationKey, ...args, String(generation)];
+    const slot = this.slotMarkers.slotOf(entryKey);
+    return [this.scripts.setInGeneration, entryKey, leaseKey, this.slotMarkers.markerKey(slot), ...args, this.slotMarkers.idFor(generation, slot)];
   }
 
   /** A set script's reply: 1 applied, 0 not; a generation (a string) when it refused for that. */

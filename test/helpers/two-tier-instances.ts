@@ -89,17 +89,9 @@ export class TwoTierGroup {
   ) {}
 
   instance(options: InstanceOptions = {}): TwoTierInstance {
-    if (this.cluster !== undefined) {
-      const client = this.clusterClient();
-      const l2 = redisTier({ client, prefix: this.prefix });
-      const bus = redisBus({ publisher: client, channel: `${this.prefix}bus`, trustWindow: options.trustWindow });
-      const tier = twoTier({ l2: options.wrapL2 ? options.wrapL2(l2) : l2, bus, l1: options.l1 });
-      const instance = { tier, bus, client, subscriber: undefined };
-      this.opened.push(instance);
-      return instance;
-    }
-    const client = this.client();
-    const subscriber = this.client();
+    // On a Cluster the bus opens its own subscriber connection.
+    const client = this.cluster === undefined ? this.client() : this.clusterClient();
+    const subscriber = this.cluster === undefined ? this.client() : undefined;
     const l2 = redisTier({ client, prefix: this.prefix });
     const bus = redisBus({ publisher: client, subscriber, channel: `${this.prefix}bus`, trustWindow: options.trustWindow });
     const tier = twoTier({ l2: options.wrapL2 ? options.wrapL2(l2) : l2, bus, l1: options.l1 });
@@ -107,6 +99,7 @@ export class TwoTierGroup {
     this.opened.push(instance);
     return instance;
   }
+
 
   /** A plain client on the same server, closed with the group. */
   client(): Redis {
