@@ -185,6 +185,11 @@ if (skip) {
           assert.match(statements[1]!, /^SELECT "key", "version"/);
 
           statements.length = 0;
+          assert.deepEqual(await store.write('items', [set('d', 1, '"d"'), set('e', 1, '"e"'), del('f', 1)]), [APPLIED, APPLIED, APPLIED]);
+          assert.equal(statements.length, 1, `every entry written: the row count says so, no SELECT; got ${statements.join(' | ')}`);
+          assert.doesNotMatch(statements[0]!, /RETURNING/, 'the batch returns no rows');
+
+          statements.length = 0;
           assert.deepEqual(await store.load('items', 'a'), { version: 2, json: '"two"' });
           assert.equal(statements.length, 1, 'a load is one statement too');
         });

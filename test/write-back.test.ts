@@ -183,6 +183,58 @@ describe('write-back: deletes (contracts 1 and 5)', () => {
   });
 });
 
+describe('write-back on a private tier: the flush leaves the cache alone (contracts 2 and 5)', () => {
+  test('a write evicted from the memory tier while dirty is served from the queue, then from the database after its flush', async () => {
+    await withWriteBack<Item>(
+      { flush: { maxDelay: '1s' } },
+      async (f) => {
+        await f.items.set('a', { n: 1 });
+        await f.items.set('b', { n: 2 }); // evicts a's entry: the queue still serves it
+        assert.deepEqual(await f.items.get('a'), { n: 1 });
+        await f.items.flush();
+        const loads = f.store.calls.load;
+        assert.deepEqual(await f.items.get('b'), { n: 2 });
+        assert.equal(f.store.calls.load, loads, 'b is still cached from its write');
+        assert.deepEqual(await f.items.get('a'), { n: 1 }, 'the flushed value, from the database');
+        assert.equal(f.store.calls.load, loads + 1, 'one load, of the flushed row');
+      },
+      { tierMaxEntries: 1 },
+    );
+  });
+
+  for (const order of ['the miss resolves first', 'both begin in one tick'] as const) {
+    test(`cache-aside: a fill of the row read while a write was dirty is refused after the flush, even with the new entry evicted (${order})`, async () => {
+      await withWriteBack<Item>(
+        { read: 'aside', flush: { maxDelay: '1s' } },
+        async (f) => {
+          await f.items.set('a', { n: 1 });
+          await f.items.flush();
+          await f.items.set('x', { n: 0 }); // evicts a
+          let miss: Awaited<ReturnType<typeof f.items.lookup>>;
+          if (order === 'the miss resolves first') {
+            miss = await f.items.lookup('a');
+            await f.items.set('a', { n: 2 });
+          } else {
+            const lookup = f.items.lookup('a');
+            const write = f.items.set('a', { n: 2 });
+            miss = await lookup;
+            await write;
+          }
+          assert.equal(miss.hit, false, 'a was evicted: the lookup missed');
+          const old = await f.dbValue('a'); // the application's load, while the write is dirty
+          assert.deepEqual(old, { n: 1 });
+          await f.items.set('y', { n: 0 }); // evicts the new entry of a
+          await f.items.flush();
+          assert.equal(miss.hit === false && (await f.items.fill('a', old, miss.lease)), false, 'the write revoked the lease');
+          const after = await f.items.lookup('a');
+          assert.ok(!after.hit || (after.value as Item).n === 2, `no stale value cached: ${JSON.stringify(after)}`);
+        },
+        { tierMaxEntries: 1 },
+      );
+    });
+  }
+});
+
 describe('write-back: configuration (contract 8)', () => {
   test("critical data with write-back and no journal is refused, quoting the seed's rule", async () => {
     const sqlite = tempSqlite();

@@ -349,19 +349,30 @@ export function postgresStore(options: PostgresStoreOptions): Store {
   }
 
 
-  /** Runs one upsert of `writes`; the keys it wrote (not superseded). */
-  async function upsert(client: PoolClient, table: Table, writes: readonly StoreWrite[]): Promise<Set<string>> {
+  /**
+   * Runs one upsert of `writes`; how many it did not write (superseded: the row holds the same or
+   * a newer version). The row count says it, so the statement returns no rows to describe and
+   * parse; which entries those are is read only when there are any (`sortOut`).
+   */
+  async function upsert(client: PoolClient, table: Table, writes: readonly StoreWrite[]): Promise<number> {
     if (writes.length === 1) {
-      // The row count says whether it was written: no RETURNING row to describe and parse.
       const [w] = writes as [StoreWrite];
       const { rowCount } = await client.query(table.upsertOne, [w.key, w.op === 'set' ? w.json : null, w.version]);
-      return new Set(rowCount === 1 ? [w.key] : []);
+      return 1 - (rowCount ?? 0);
     }
     const keys = writes.map((w) => w.key);
     const values = writes.map((w) => (w.op === 'set' ? w.json : null));
     const versions = writes.map((w) => w.version);
-    const { rows } = await client.query<{ key: string }>(table.upsert, [keys, values, versions]);
-    return new Set(rows.map((row) => row.key));
+    const { rowCount } = await client.query(table.upsert, [keys, values, versions]);
+    return writes.length - (rowCount ?? 0);
+  }
+
+  /** The rows' current versions of `writes`' keys. */
+  async function currentVersions(query: (text: string, values: unknown[]) => Promise<{ rows: Pick<Row, 'key' | 'version'>[] }>, table: Table, writes: readonly StoreWrite[]): Promise<Map<string, number>> {
+    const current = new Map<string, number>();
+    const { rows } = await query(table.versions, [writes.map((w) => w.key)]);
+    for (const row of rows) current.set(row.key, parseVersion(row.version, table, 'E_STORE_FAILED'));
+    return current;
   }
 
   /** The outcome of a batch: the entries written, those that failed, the versions that superseded the rest. */
@@ -373,25 +384,31 @@ export function postgresStore(options: PostgresStoreOptions): Store {
 
   /**
    * The batch as one statement (unless `oneByOne`); when the data of some entry is refused, entry
-   * by entry behind savepoints (in a transaction). Then the current versions of the superseded
-   * entries.
+   * by entry behind savepoints (in a transaction). Then the current versions of the entries it
+   * did not write, in the same transaction.
    */
   async function writeEntries(client: PoolClient, table: Table, writes: readonly StoreWrite[], oneByOne: boolean): Promise<Written> {
-    const result = oneByOne ? await writeOneByOne(client, table, writes) : await writeBatch(client, table, writes);
-    const superseded = writes.filter((w) => !result.written.has(w) && !result.failed.has(w));
-    const current = new Map<string, number>();
-    if (superseded.length > 0) {
-      const { rows } = await client.query<Pick<Row, 'key' | 'version'>>(table.versions, [superseded.map((w) => w.key)]);
-      for (const row of rows) current.set(row.key, parseVersion(row.version, table, 'E_STORE_FAILED'));
+    const query = (text: string, values: unknown[]) => client.query<Pick<Row, 'key' | 'version'>>(text, values);
+    if (!oneByOne) {
+      const unwritten = await writeBatch(client, table, writes);
+      if (typeof unwritten === 'number') {
+        return unwritten === 0 ? { written: new Set(writes), failed: new Map(), current: new Map() } : sortOut(writes, unwritten, await currentVersions(query, table, writes));
+      }
+      return withCurrent(query, table, writes, unwritten);
     }
-    return { ...result, current };
+    return withCurrent(query, table, writes, await writeOneByOne(client, table, writes));
   }
 
-  async function writeBatch(client: PoolClient, table: Table, writes: readonly StoreWrite[]): Promise<Omit<Written, 'current'>> {
-    const failed = new Map<StoreWrite, WriteOutcome>();
+  /** Adds the current versions of the superseded entries (neither written nor failed). */
+  async function withCurrent(query: (text: string, values: unknown[]) => Promise<{ rows: Pick<Row, 'key' | 'version'>[] }>, table: Table, writes: readonly StoreWrite[], result: Omit<Written, 'current'>): Promise<Written> {
+    const superseded = writes.filter((w) => !result.written.has(w) && !result.failed.has(w));
+    return { ...result, current: superseded.length > 0 ? await currentVersions(query, table, superseded) : new Map() };
+  }
+
+  /** The batch as one statement: how many entries it did not write; entry by entry when the database refused some entry's data. */
+  async function writeBatch(client: PoolClient, table: Table, writes: readonly StoreWrite[]): Promise<number | Omit<Written, 'current'>> {
     try {
-      const keys = await upsert(client, table, writes);
-      return { written: new Set(writes.filter((w) => keys.has(w.key))), failed };
+      return await upsert(client, table, writes);
     } catch (error) {
       if (!isDataError(error)) throw error;
     }
@@ -406,7 +423,7 @@ export function postgresStore(options: PostgresStoreOptions): Store {
     for (const write of writes) {
       await client.query('SAVEPOINT cachewise_entry');
       try {
-        if ((await upsert(client, table, [write])).size === 1) written.add(write);
+        if ((await upsert(client, table, [write])) === 0) written.add(write);
         await client.query('RELEASE SAVEPOINT cachewise_entry');
       } catch (error) {
         if (!isDataError(error)) throw error;
@@ -419,32 +436,29 @@ export function postgresStore(options: PostgresStoreOptions): Store {
 
   /**
    * The batch as one autocommit statement; undefined when the database refused the data of some
-   * entry (nothing was written: the caller goes entry by entry). The current versions of the
-   * superseded entries are read after the statement committed; if that read fails, each reports
-   * its own version, which the row holds or has passed.
+   * entry (nothing was written: the caller goes entry by entry). When the row count says some
+   * entries were not written, the rows' versions are read after the statement committed to tell
+   * which; if that read fails, every entry reports superseded at its own version, which the row
+   * holds or has passed (callers then invalidate rather than cache: always safe).
    */
   async function writeAutocommitted(table: Table, writes: readonly StoreWrite[]): Promise<Written | undefined> {
-    const written = await autocommitted(async (client) => {
+    const unwritten = await autocommitted(async (client) => {
       try {
-        const keys = await upsert(client, table, writes);
-        return new Set(writes.filter((w) => keys.has(w.key)));
+        return await upsert(client, table, writes);
       } catch (error) {
         if (isDataError(error)) return undefined;
         throw error;
       }
     });
-    if (written === undefined) return undefined;
-    const current = new Map<string, number>();
-    const superseded = writes.filter((w) => !written.has(w));
-    if (superseded.length > 0) {
-      try {
-        const { rows } = await read<Pick<Row, 'key' | 'version'>>(table.versions, [superseded.map((w) => w.key)]);
-        for (const row of rows) current.set(row.key, parseVersion(row.version, table, 'E_STORE_FAILED'));
-      } catch {
-        current.clear();
-      }
+    if (unwritten === undefined) return undefined;
+    if (unwritten === 0) return { written: new Set(writes), failed: new Map(), current: new Map() };
+    let current: Map<string, number>;
+    try {
+      current = await currentVersions((text, values) => read<Pick<Row, 'key' | 'version'>>(text, values), table, writes);
+    } catch {
+      return { written: new Set(), failed: new Map(), current: new Map() };
     }
-    return { written, failed: new Map(), current };
+    return sortOut(writes, unwritten, current);
   }
 
   async function loadMany(collection: string, keys: readonly string[]): Promise<(StoreRecord | undefined)[]> {
@@ -571,6 +585,21 @@ function tableDdl(settings: Required<PostgresTableOptions>, collection: string) 
   return { schemaName: settings.schema, table, schema, create, migration: `${schema};\n${create};\n` };
 }
 
+/**
+ * Which entries of a batch were written, from the number the statement did not write and the
+ * rows' versions read after it. An entry whose row holds another version was not written (or
+ * was passed since: superseded either way). An entry whose row holds its own version was written,
+ * unless it was already there (a replay); when the count says all such entries were replays,
+ * they are superseded, as a RETURNING clause would have told. When it leaves some undecided
+ * (rows changed by others between the two statements), they count as written: the row holds
+ * exactly their value, so caching it is right.
+ */
+function sortOut(writes: readonly StoreWrite[], unwritten: number, current: Map<string, number>): { written: Set<StoreWrite>; failed: Map<StoreWrite, WriteOutcome>; current: Map<string, number> } {
+  const own = writes.filter((w) => current.get(w.key) === w.version);
+  const replays = unwritten - (writes.length - own.length);
+  return { written: new Set(replays >= own.length ? [] : own), failed: new Map(), current };
+}
+
 function tableSql(name: string): Table {
   return {
     name,
@@ -583,7 +612,7 @@ function tableSql(name: string): Table {
       `INSERT INTO ${name} AS t ("key", "value", "version", "updated_at") ` +
       'SELECT w."key", w."value", w."version", now() FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w("key", "value", "version") ' +
       'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at" ' +
-      'WHERE t."version" < excluded."version" RETURNING t."key"',
+      'WHERE t."version" < excluded."version"',
     versions: `SELECT "key", "version" FROM ${name} WHERE "key" = ANY($1::text[])`,
     maxVersion: `SELECT max("version") AS "max" FROM ${name}`,
   };

@@ -539,9 +539,12 @@ export class WriteBackQueue {
     this.bytes -= w.bytes;
     this.onLeft?.(w.key);
     recordMs(this.ctx.stats.flushLag, this.ctx.clock.now() - w.firstDirtyAt);
-    if (applied && !this.pending.has(w.key)) {
-      // Revoke leases taken while the write was dirty (a load then may have read the old row).
-      void (w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.value, w.version), generation) : this.ctx.protect(w.key, w.version));
+    if (this.ctx.tier.capabilities.shared && !this.pending.has(w.key)) {
+      // Another process may have missed while the write was dirty, taken a lease and read the
+      // old row: write again to revoke it. A superseded write tombstones its own version (the
+      // database holds a newer one). In this process a dirty key never misses (reads see the
+      // queue first), so a private tier already holds what the write cached when accepted.
+      void (applied && w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.value, w.version), generation) : this.ctx.protect(w.key, w.version));
     }
     this.settle(w.key, w.version);
   }
