@@ -495,6 +495,29 @@ if (skip) {
         await l1Serves(b, 'c:k', version);
       }));
 
+    test('behind address translation (the nodes announce ports nobody listens on), the bus subscribes through the Cluster\'s natMap', async () => {
+      // Ports 1 to 3 on loopback refuse connections: a client that ignored natMap could not connect.
+      const announced = [1, 2, 3];
+      const own = await startRedisCluster({ masters: 3, announcePorts: announced });
+      const natMap = Object.fromEntries(own.nodes.map((node, i) => [`${node.host}:${announced[i]}`, { host: node.host, port: node.port }]));
+      const g = new TwoTierGroup('', `${runPrefix}${++groups}:`, own.startupNodes, natMap);
+      try {
+        const [a, b] = [g.instance(), g.instance()];
+        await g.ready();
+        const ranges = await a.client.cluster('SLOTS');
+        assert.ok(ranges.every(([, , master]) => announced.includes(Number(master?.[1]))), `the cluster announces the translated ports: ${JSON.stringify(ranges)}`);
+        const slot = await a.client.cluster('KEYSLOT', `{${g.prefix}bus}`);
+        const owner = ranges.find(([first, last]) => first <= slot && slot <= last)!;
+        const index = announced.indexOf(Number(owner[2]?.[1]));
+        const clients = await own.nodes[index]!.command('CLIENT', 'LIST', 'TYPE', 'pubsub');
+        assert.equal(clients.match(/name=cachewise-bus/g)?.length, 2, clients);
+        await roundsHold([a, b], 'c:k', 0, 6);
+      } finally {
+        await g.close();
+        await own.stop();
+      }
+    });
+
     test("after the master of the bus's slot is killed and its replica takes over, the bus subscribes on the new master; no stale read", async () => {
       // A cluster of its own: this test kills one of its masters.
       const own = await startRedisCluster({ masters: 3 });

@@ -188,6 +188,12 @@ export interface RedisClusterOptions {
   masters?: number;
   /** Extra redis-server arguments for every node. */
   args?: string[];
+  /**
+   * Ports the nodes announce to clients instead of their own (node i announces
+   * `announcePorts[i]` on 127.0.0.1; the cluster bus keeps the real port + 10000): an address
+   * translation, as behind NAT or in containers, which clients must undo with ioredis `natMap`.
+   */
+  announcePorts?: readonly number[];
 }
 
 /**
@@ -211,6 +217,10 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         expectOk(await node.command('CLUSTER', 'ADDSLOTS', ...slots), 'CLUSTER ADDSLOTS');
         // Distinct epochs from the start, as redis-cli --cluster create does: no collisions to settle.
         expectOk(await node.command('CLUSTER', 'SET-CONFIG-EPOCH', String(i + 1)), 'CLUSTER SET-CONFIG-EPOCH');
+        const announced = options.announcePorts?.[i];
+        if (announced !== undefined) {
+          expectOk(await node.command('CONFIG', 'SET', 'cluster-announce-port', String(announced), 'cluster-announce-bus-port', String(node.port + 10_000)), 'CONFIG SET cluster-announce-port');
+        }
       }),
     );
     const [first, ...others] = nodes;

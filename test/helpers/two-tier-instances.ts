@@ -5,7 +5,7 @@
  * everything it opened, so the test process exits.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Cluster, Redis } from 'ioredis';
+import { Cluster, Redis, type NatMap } from 'ioredis';
 import type { InvalidationBus } from '../../src/tiers/invalidation-bus.js';
 import { redisBus } from '../../src/tiers/redis-bus.js';
 import { redisTier } from '../../src/tiers/redis-tier.js';
@@ -64,8 +64,9 @@ export async function deleteKeys(url: string, prefix: string): Promise<void> {
 }
 
 /** A Cluster client that fails fast, as redisClient() is for one server. */
-export function clusterClient(startupNodes: readonly { host: string; port: number }[]): Cluster {
+export function clusterClient(startupNodes: readonly { host: string; port: number }[], natMap?: NatMap): Cluster {
   const client = new Cluster([...startupNodes], {
+    natMap,
     enableOfflineQueue: false,
     enableAutoPipelining: true,
     redisOptions: { maxRetriesPerRequest: 0, commandTimeout: 2000 },
@@ -80,12 +81,14 @@ export class TwoTierGroup {
 
   /**
    * `prefix` names the L2 keys and the bus channel (`<prefix>bus`). `url` is one Redis server;
-   * `cluster`, when given, the startup nodes of a Redis Cluster to use instead.
+   * `cluster`, when given, the startup nodes of a Redis Cluster to use instead, with the address
+   * translation `natMap` when its nodes announce other addresses.
    */
   constructor(
     readonly url: string,
     readonly prefix: string,
     private readonly cluster?: readonly { host: string; port: number }[],
+    private readonly natMap?: NatMap,
   ) {}
 
   instance(options: InstanceOptions = {}): TwoTierInstance {
@@ -110,7 +113,7 @@ export class TwoTierGroup {
 
   /** A client of the group's Cluster, closed with the group. */
   clusterClient(): Cluster {
-    const client = clusterClient(this.cluster!);
+    const client = clusterClient(this.cluster!, this.natMap);
     this.clients.push(client);
     return client;
   }
