@@ -56,10 +56,47 @@ export function decodeValue(json: string): unknown {
   return value;
 }
 
+/**
+ * A value as the cache keeps it: its JSON text, and the deeply frozen value parsed from that text.
+ * `value` is always the same object, so a reader never gets a copy that differs from another's.
+ */
+export interface CachedValue {
+  readonly json: string;
+  readonly value: unknown;
+}
+
 /** Encodes then decodes: the frozen, JSON-clean copy that the cache keeps. */
-export function normalizeValue(value: unknown, maxBytes?: number): { json: string; value: unknown } {
+export function normalizeValue(value: unknown, maxBytes?: number): CachedValue {
   const json = encodeValue(value, maxBytes);
   return { json, value: decodeValue(json) };
+}
+
+/**
+ * Encodes `value` now (so bad input is refused at once) and parses the copy only when something
+ * reads it: a write that nobody reads before it leaves the cache never pays for the parse.
+ */
+export function encodedValue(value: unknown, maxBytes?: number): CachedValue {
+  return new ParsedOnDemand(encodeValue(value, maxBytes));
+}
+
+/** JSON text known to be valid (the cache wrote it), parsed when first read. */
+export function parsedOnDemand(json: string): CachedValue {
+  return new ParsedOnDemand(json);
+}
+
+class ParsedOnDemand implements CachedValue {
+  private parsed: unknown;
+  private done = false;
+
+  constructor(readonly json: string) {}
+
+  get value(): unknown {
+    if (!this.done) {
+      this.parsed = decodeValue(this.json);
+      this.done = true;
+    }
+    return this.parsed;
+  }
 }
 
 /** Past this depth the quick walk gives up (a cycle, or very deep data) and the replacer decides. */

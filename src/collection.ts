@@ -2,7 +2,7 @@
  * A typed handle on one kind of data. It validates input (contract 9), then hands each call to
  * its policy's read path and write pattern. One policy per collection (contract 8).
  */
-import { normalizeValue } from './codec.js';
+import { encodedValue } from './codec.js';
 import { CachewiseError } from './errors.js';
 import { assertKey } from './keys.js';
 import type { CollectionContext } from './patterns/context.js';
@@ -107,7 +107,7 @@ export class Collection<T> {
     assertKey(key);
     if (!this.preparation.ready) await this.preparation.wait();
     this.assertOpen();
-    const [result] = await this.writer.write([{ op: 'delete', key, json: undefined, value: undefined }]);
+    const [result] = await this.writer.write([{ op: 'delete', key, json: undefined, data: undefined }]);
     return result!;
   }
 
@@ -219,8 +219,8 @@ export class Collection<T> {
 
   private incoming(key: string, value: T): IncomingWrite {
     assertKey(key);
-    const normalized = normalizeValue(value, this.ctx.policy.maxValueBytes);
-    return { op: 'set', key, json: normalized.json, value: normalized.value };
+    const data = encodedValue(value, this.ctx.policy.maxValueBytes);
+    return { op: 'set', key, json: data.json, data };
   }
 
   private assertOpen(): void {

@@ -43,7 +43,7 @@ export class CacheAside {
         'pass the lease returned by lookup(key) for the same key',
       );
     }
-    const normalized = value === undefined ? undefined : normalizeValue(value, this.ctx.policy.maxValueBytes).value;
+    const normalized = value === undefined ? undefined : normalizeValue(value, this.ctx.policy.maxValueBytes);
     const tierLease = this.issued.get(lease);
     this.issued.delete(lease);
     return this.reads.fillLoaded(key, normalized, 0, tierLease);
@@ -65,9 +65,9 @@ export class CacheAside {
         return this.reads.loadFailed(key, cached.entry, error);
       }
       this.ctx.stats.counters.loads++;
-      const normalized = loaded === undefined ? undefined : normalizeValue(loaded, this.ctx.policy.maxValueBytes).value;
+      const normalized = loaded === undefined ? undefined : normalizeValue(loaded, this.ctx.policy.maxValueBytes);
       await this.reads.fillLoaded(key, normalized, 0, tierLease);
-      return normalized;
+      return normalized?.value;
     });
   }
 }

@@ -5,6 +5,7 @@
  * (reads of it bypass the tier) until an invalidation gets through.
  */
 import type { Clock } from '../clock.js';
+import type { CachedValue } from '../codec.js';
 import { CachewiseError } from '../errors.js';
 import type { CircuitBreaker } from '../tiers/circuit-breaker.js';
 import type { CacheEventEmitter } from '../events.js';
@@ -102,11 +103,23 @@ export class CollectionContext {
     return error;
   }
 
-  /** A value entry, fresh for the TTL less a random jitter. */
-  valueEntry(value: unknown, version: number): TierEntry {
+  /**
+   * A value entry, fresh for the TTL less a random jitter. It carries the value's JSON text, and
+   * its value is parsed only when first read (a write-back entry evicted unread never is).
+   */
+  valueEntry(data: CachedValue, version: number): TierEntry {
     const now = this.clock.now();
     const freshUntil = now + this.jitteredTtl(this.policy.ttlMs);
-    return { kind: 'value', version, value, freshUntil, staleUntil: freshUntil + this.staleWindowMs() };
+    return {
+      kind: 'value',
+      version,
+      json: data.json,
+      get value() {
+        return data.value;
+      },
+      freshUntil,
+      staleUntil: freshUntil + this.staleWindowMs(),
+    };
   }
 
   /** A negative entry: the database has no row (fresh for `ttlMs`, default the negativeTtl). */

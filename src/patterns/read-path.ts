@@ -5,7 +5,7 @@
  * (stale-while-revalidate) or when the database fails (stale-if-error), within their bounds.
  * A tier that fails or times out sends reads to the database; nothing here hangs or crashes.
  */
-import { decodeValue } from '../codec.js';
+import { decodeValue, type CachedValue } from '../codec.js';
 import { CachewiseError, describeError } from '../errors.js';
 import { recordMs } from '../stats.js';
 import type { StoreRecord } from '../stores/store.js';
@@ -62,7 +62,7 @@ export class ReadPath {
     const pending = this.writeBack?.peek(key);
     if (pending !== undefined) {
       this.ctx.stats.counters.hits++;
-      return { state: 'hit', value: pending.value };
+      return { state: 'hit', value: pending.data?.value };
     }
     if (this.ctx.isQuarantined(key)) return this.miss(undefined, true);
     const tier = this.ctx.tier;
@@ -90,7 +90,7 @@ export class ReadPath {
       const pending = this.writeBack?.peek(key);
       if (pending !== undefined) {
         this.ctx.stats.counters.hits++;
-        results[i] = pending.value;
+        results[i] = pending.data?.value;
       } else toTier.push(i);
     });
     if (toTier.length === 0) return results;
@@ -155,10 +155,10 @@ export class ReadPath {
     return this.accept(key, record, lease);
   }
 
-  /** Serves a value loaded by the application (cache-aside) or the store, filling under `lease`. */
-  async fillLoaded(key: string, value: unknown, version: number, lease: Lease | undefined): Promise<boolean> {
+  /** Serves a value loaded by the application (cache-aside) or the store (undefined: none), filling under `lease`. */
+  async fillLoaded(key: string, data: CachedValue | undefined, version: number, lease: Lease | undefined): Promise<boolean> {
     if (this.writeBack?.peek(key) !== undefined) return false;
-    if (value !== undefined) return this.ctx.tryFill(key, this.ctx.valueEntry(value, version), lease);
+    if (data !== undefined) return this.ctx.tryFill(key, this.ctx.valueEntry(data, version), lease);
     // "Not in the database" is cached for negativeTtl. Without one, a lease holder on a shared
     // tier still shares the answer briefly with the processes waiting for its fill; otherwise
     // they would wait out the whole leaseWait and load the same missing key again.
@@ -200,17 +200,17 @@ export class ReadPath {
     if (record !== undefined && record.version > 0) this.ctx.versions.observe(record.version);
     // A write-back write accepted while the load ran is newer than the row.
     const pending = this.writeBack?.peek(key);
-    if (pending !== undefined) return pending.value;
-    let value: unknown;
+    if (pending !== undefined) return pending.data?.value;
+    let data: CachedValue | undefined;
     if (record?.json !== undefined) {
       try {
-        value = decodeValue(record.json);
+        data = { json: record.json, value: decodeValue(record.json) };
       } catch (error) {
         return this.loadFailed(key, undefined, error);
       }
     }
-    await this.fillLoaded(key, value, record?.version ?? 0, lease);
-    return value;
+    await this.fillLoaded(key, data, record?.version ?? 0, lease);
+    return data?.value;
   }
 
   /** Polls the tier until another holder's fill lands, or until leaseWait passes (undefined). */

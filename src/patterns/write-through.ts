@@ -5,6 +5,6 @@
 import type { CacheStep } from './database-first.js';
 
 export const writeThroughStep: CacheStep = async (ctx, write, version, generation) => {
-  if (write.op === 'set') await ctx.cacheWrite(write.key, ctx.valueEntry(write.value, version), generation);
+  if (write.op === 'set') await ctx.cacheWrite(write.key, ctx.valueEntry(write.data!, version), generation);
   else await ctx.protect(write.key, version);
 };

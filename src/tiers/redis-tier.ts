@@ -358,7 +358,8 @@ class RedisTier implements Tier {
   /** kind, version, JSON, freshUntil, staleUntil, ttl: the entry as the scripts take it. */
   private entryArguments(key: string, entry: TierEntry): string[] {
     assertEntry(key, entry);
-    const json = entry.kind === 'value' ? encodeValue(entry.value, Number.POSITIVE_INFINITY) : '';
+    // The core's entries carry the value's JSON text: no second serialization of the value.
+    const json = entry.kind !== 'value' ? '' : typeof entry.json === 'string' ? entry.json : encodeValue(entry.value, Number.POSITIVE_INFINITY);
     const ttl = ttlArgument(entry.staleUntil - this.clock.now());
     return [entry.kind, String(entry.version), json, String(entry.freshUntil), String(entry.staleUntil), ttl];
   }

@@ -10,8 +10,11 @@
 
 /** What a tier holds for a key. */
 export type TierEntry =
-  /** A cached value: frozen JSON data. */
-  | { kind: 'value'; version: number; value: unknown; freshUntil: number; staleUntil: number }
+  /**
+   * A cached value: frozen JSON data. `json`, when present, is that value's JSON text (the core
+   * sets it): a tier that stores text may store it instead of serializing `value` again.
+   */
+  | { kind: 'value'; version: number; value: unknown; json?: string; freshUntil: number; staleUntil: number }
   /** The database has no row for the key (negative caching). */
   | { kind: 'absent'; version: number; freshUntil: number; staleUntil: number }
   /**

@@ -19,7 +19,7 @@
  *   start replays it. Writes recovered from the journal on start are queued like new ones, with
  *   their own versions (replay is idempotent: the store is version-guarded).
  */
-import { decodeValue } from '../../codec.js';
+import { decodeValue, type CachedValue } from '../../codec.js';
 import { CachewiseError, describeError } from '../../errors.js';
 import type { Journal, JournalPosition, JournalRecord, RecoveredRecord } from '../../journal/journal.js';
 import type { StoreWrite, WriteOutcome } from '../../stores/store.js';
@@ -35,8 +35,8 @@ export interface IncomingWrite {
   readonly op: 'set' | 'delete';
   readonly key: string;
   readonly json: string | undefined;
-  /** The frozen value reads are served (undefined for a delete). */
-  readonly value: unknown;
+  /** The value reads are served, parsed from `json` when first read (undefined for a delete). */
+  readonly data: CachedValue | undefined;
 }
 
 /** A write waiting for, or on its way to, the database. */
@@ -173,17 +173,17 @@ export class WriteBackQueue {
   recover(records: readonly RecoveredRecord[]): void {
     const now = this.ctx.clock.now();
     for (const record of records) {
-      let value: unknown;
+      let data: CachedValue | undefined;
       if (record.op === 'set') {
         try {
-          value = decodeValue(record.json as string);
+          data = { json: record.json as string, value: decodeValue(record.json as string) };
         } catch (error) {
           // Never queued; it stays in the journal, as dead letters do.
           this.recordDeadLetter({ key: record.key, op: record.op, version: record.version, json: record.json, attempts: 0 }, `the journal holds a value that is not valid JSON: ${describeError(error)}`);
           continue;
         }
       }
-      this.enqueue({ op: record.op, key: record.key, json: record.json, value }, record.version, now, record.position);
+      this.enqueue({ op: record.op, key: record.key, json: record.json, data }, record.version, now, record.position);
     }
     this.pump();
   }
@@ -293,7 +293,7 @@ export class WriteBackQueue {
       op: write.op,
       key: write.key,
       json: write.json,
-      value: write.value,
+      data: write.data,
       version,
       bytes: sizeOf(write),
       firstDirtyAt: old?.firstDirtyAt ?? now,
@@ -544,7 +544,7 @@ export class WriteBackQueue {
       // old row: write again to revoke it. A superseded write tombstones its own version (the
       // database holds a newer one). In this process a dirty key never misses (reads see the
       // queue first), so a private tier already holds what the write cached when accepted.
-      void (applied && w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.value, w.version), generation) : this.ctx.protect(w.key, w.version));
+      void (applied && w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.data!, w.version), generation) : this.ctx.protect(w.key, w.version));
     }
     this.settle(w.key, w.version);
   }

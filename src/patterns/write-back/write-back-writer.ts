@@ -30,7 +30,7 @@ export class WriteBackWriter implements Writer {
   /** Puts an accepted write in the cache (a delete as a tombstone); never throws. */
   private cache(w: PendingWrite, generation: unknown): Promise<void> {
     this.onWritten(w.key);
-    return w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.value, w.version), generation) : this.ctx.protect(w.key, w.version);
+    return w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.data!, w.version), generation) : this.ctx.protect(w.key, w.version);
   }
 
   flush(timeoutMs: number): Promise<void> {
