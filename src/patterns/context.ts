@@ -129,15 +129,14 @@ export class CollectionContext {
   }
 
   /** Writes an entry to the tier; if that fails, protects the key instead. Never throws. */
-  async cacheWrite(key: string, entry: TierEntry, generation?: unknown): Promise<void> {
-    try {
-      // Under `generation` (read before the database write): a tier that lost its memory since
-      // refuses the entry and tombstones the key at its version instead (Tier.set).
-      await this.callTier('set', key, () => this.tier.set(this.tierKey(key), entry, generation));
-      this.release(key, entry.version);
-    } catch {
-      await this.protect(key, entry.version);
-    }
+  cacheWrite(key: string, entry: TierEntry, generation?: unknown): Promise<void> {
+    // Not async: every write runs this, and an async frame that awaits is an allocation more.
+    // Under `generation` (read before the database write): a tier that lost its memory since
+    // refuses the entry and tombstones the key at its version instead (Tier.set).
+    return this.callTier('set', key, () => this.tier.set(this.tierKey(key), entry, generation)).then(
+      () => this.release(key, entry.version),
+      () => this.protect(key, entry.version),
+    );
   }
 
   /**

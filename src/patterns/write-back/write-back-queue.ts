@@ -127,18 +127,25 @@ export class WriteBackQueue {
    * Accepts writes once there is room, gives them their versions, and returns them. Versions are
    * taken after any wait, so a writer that waited never overtakes a newer write of the same key.
    */
-  async accept(writes: readonly IncomingWrite[]): Promise<PendingWrite[]> {
-    this.assertOpen();
+  accept(writes: readonly IncomingWrite[]): Promise<PendingWrite[]> {
+    // Not async: with room to spare (the common case) a write costs no async frame here.
+    try {
+      this.assertOpen();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const need = this.roomNeeded(writes);
+    return this.hasRoom(need, false) ? this.admit(writes, need) : this.acceptAfterWaiting(writes);
+  }
+
+  /** Waits for room (or refuses the writes, E_BACKPRESSURE), then admits them. */
+  private async acceptAfterWaiting(writes: readonly IncomingWrite[]): Promise<PendingWrite[]> {
     const { maxEntries, maxBytes, onFull, waitTimeoutMs } = this.ctx.policy.pending;
     let waitedSince: number | undefined;
     let need: { keys: number; bytes: number };
     for (;;) {
       need = this.roomNeeded(writes);
-      const keys = this.size + this.reservedKeys;
-      const bytes = this.bytes + this.reservedBytes;
-      const fits = keys === 0 || (keys + need.keys <= maxEntries && bytes + need.bytes <= maxBytes);
-      const queueJump = this.roomWaiters.length > 0 && waitedSince === undefined && (need.keys > 0 || need.bytes > 0);
-      if (fits && !queueJump) break;
+      if (this.hasRoom(need, waitedSince !== undefined)) break;
       const rejected = onFull === 'reject' || (waitedSince !== undefined && this.ctx.clock.now() - waitedSince >= waitTimeoutMs);
       this.ctx.events.emit('backpressure', { collection: this.ctx.name, pending: this.size, pendingBytes: this.bytes, rejected });
       if (rejected) {
@@ -157,8 +164,29 @@ export class WriteBackQueue {
       await this.waitForRoom(waitTimeoutMs - (this.ctx.clock.now() - waitedSince));
       this.assertOpen();
     }
+    return this.admit(writes, need);
+  }
+
+  /** Whether writes that `need` this much room fit now; one that has not `waited` also queues behind those waiting. */
+  private hasRoom(need: { keys: number; bytes: number }, waited: boolean): boolean {
+    const { maxEntries, maxBytes } = this.ctx.policy.pending;
+    const keys = this.size + this.reservedKeys;
+    const bytes = this.bytes + this.reservedBytes;
+    const fits = keys === 0 || (keys + need.keys <= maxEntries && bytes + need.bytes <= maxBytes);
+    const queueJump = this.roomWaiters.length > 0 && !waited && (need.keys > 0 || need.bytes > 0);
+    return fits && !queueJump;
+  }
+
+  /** Gives the writes their versions, journals them (durability 'journal'), then queues them. */
+  private admit(writes: readonly IncomingWrite[], need: { keys: number; bytes: number }): Promise<PendingWrite[]> {
     const versions = writes.map(() => this.ctx.versions.next());
-    const positions = this.journal !== undefined && this.ctx.policy.durability === 'journal' ? await this.appendToJournal(writes, versions, need) : [];
+    if (this.journal !== undefined && this.ctx.policy.durability === 'journal') {
+      return this.appendToJournal(writes, versions, need).then((positions) => this.enqueueAll(writes, versions, positions));
+    }
+    return Promise.resolve(this.enqueueAll(writes, versions, []));
+  }
+
+  private enqueueAll(writes: readonly IncomingWrite[], versions: readonly number[], positions: readonly (JournalPosition | undefined)[]): PendingWrite[] {
     const now = this.ctx.clock.now();
     const accepted = writes.map((write, i) => this.enqueue(write, versions[i] as number, now, positions[i]));
     this.wakeRoomWaiters();
@@ -189,29 +217,41 @@ export class WriteBackQueue {
   }
 
   /** Appends the writes (durably) and returns their positions; the room they `need` stays reserved meanwhile. */
-  private async appendToJournal(writes: readonly IncomingWrite[], versions: readonly number[], need: { keys: number; bytes: number }): Promise<(JournalPosition | undefined)[]> {
+  private appendToJournal(writes: readonly IncomingWrite[], versions: readonly number[], need: { keys: number; bytes: number }): Promise<(JournalPosition | undefined)[]> {
     this.reservedKeys += need.keys;
     this.reservedBytes += need.bytes;
+    const unreserve = () => {
+      this.reservedKeys -= need.keys;
+      this.reservedBytes -= need.bytes;
+      this.wakeRoomWaiters();
+    };
     const records: JournalRecord[] = writes.map((w, i) =>
       w.op === 'set'
         ? { collection: this.ctx.name, op: 'set', key: w.key, version: versions[i] as number, json: w.json as string }
         : { collection: this.ctx.name, op: 'delete', key: w.key, version: versions[i] as number },
     );
+    let appended: Promise<JournalPosition[]>;
     try {
-      return await (this.journal as Journal).append(records);
+      appended = (this.journal as Journal).append(records);
     } catch (error) {
-      if (error instanceof CachewiseError) throw error;
-      throw new CachewiseError(
-        'E_STORE_FAILED',
-        `the journal of collection "${this.ctx.name}" could not make ${writes.length} write(s) durable: ${describeError(error)}`,
-        'nothing was written; check the journal directory (disk space, permissions), then write again',
-        { cause: error, details: { collection: this.ctx.name } },
-      );
-    } finally {
-      this.reservedKeys -= need.keys;
-      this.reservedBytes -= need.bytes;
-      this.wakeRoomWaiters();
+      appended = Promise.reject(error);
     }
+    return appended.then(
+      (positions) => {
+        unreserve();
+        return positions;
+      },
+      (error: unknown) => {
+        unreserve();
+        if (error instanceof CachewiseError) throw error;
+        throw new CachewiseError(
+          'E_STORE_FAILED',
+          `the journal of collection "${this.ctx.name}" could not make ${writes.length} write(s) durable: ${describeError(error)}`,
+          'nothing was written; check the journal directory (disk space, permissions), then write again',
+          { cause: error, details: { collection: this.ctx.name } },
+        );
+      },
+    );
   }
 
   /**

@@ -14,17 +14,20 @@ export class WriteBackWriter implements Writer {
     private readonly onWritten: (key: string) => void,
   ) {}
 
-  async write(writes: readonly IncomingWrite[]): Promise<WriteResult[]> {
+  write(writes: readonly IncomingWrite[]): Promise<WriteResult[]> {
+    // Not async: promise callbacks cost less than an async frame suspended twice, on every write.
     const started = performance.now();
     // Read before the versions are given: a tier that lost its memory since refuses the entries.
     const generation = this.ctx.tier.generation?.();
-    const accepted = await this.queue.accept(writes);
-    // One write (set, delete) is the common case: no array of promises for it.
-    if (accepted.length === 1) await this.cache(accepted[0]!, generation);
-    else await Promise.all(accepted.map((w) => this.cache(w, generation)));
-    this.ctx.stats.counters.writes += writes.length;
-    recordMs(this.ctx.stats.writeLatency, performance.now() - started);
-    return accepted.map((w) => ({ key: w.key, version: w.version }));
+    return this.queue.accept(writes).then((accepted) => {
+      // One write (set, delete) is the common case: no array of promises for it.
+      const cached = accepted.length === 1 ? this.cache(accepted[0]!, generation) : Promise.all(accepted.map((w) => this.cache(w, generation)));
+      return cached.then(() => {
+        this.ctx.stats.counters.writes += writes.length;
+        recordMs(this.ctx.stats.writeLatency, performance.now() - started);
+        return accepted.map((w) => ({ key: w.key, version: w.version }));
+      });
+    });
   }
 
   /** Puts an accepted write in the cache (a delete as a tombstone); never throws. */
