@@ -495,6 +495,37 @@ if (skip) {
         await l1Serves(b, 'c:k', version);
       }));
 
+    test('the renewal watchdog does not wait for a heartbeat that hangs: a silent subscription is renewed while the heartbeat script has not answered', () =>
+      withClusterGroup(async (g) => {
+        const [a, b] = [g.instance({ trustWindow: '100ms' }), g.instance({ trustWindow: '100ms' })];
+        await g.ready();
+        let version = await roundsHold([a, b], 'c:k', 0, 3);
+        const bus = b.bus as unknown as { link: { current: Redis | undefined }; scripts: { heartbeat: { sha: string } } };
+        const first = bus.link.current!;
+        // b's heartbeat script hangs until the test lets it go, and its subscription goes silent.
+        let letGo!: () => void;
+        const released = new Promise<void>((resolve) => (letGo = resolve));
+        const client = b.client as unknown as { evalsha: (sha: string, ...rest: unknown[]) => Promise<unknown> };
+        const evalsha = client.evalsha;
+        let hung = 0;
+        client.evalsha = function (this: unknown, sha: string, ...rest: unknown[]) {
+          if (sha !== bus.scripts.heartbeat.sha) return evalsha.call(this, sha, ...rest);
+          hung++;
+          return released.then(() => evalsha.call(this, sha, ...rest));
+        };
+        first.stream.pause();
+        try {
+          await waitFor(() => bus.link.current !== first, 10_000, 'a new subscription while the heartbeat hangs');
+          assert.equal(hung, 1, 'one heartbeat hung; the next ones waited for it, and the watchdog did not');
+        } finally {
+          letGo();
+          client.evalsha = evalsha;
+        }
+        await g.ready([b], 10_000);
+        version = await roundsHold([a, b], 'c:k', version, 3);
+        await l1Serves(b, 'c:k', version);
+      }));
+
     test('behind address translation (the nodes announce ports nobody listens on), the bus subscribes through the Cluster\'s natMap', async () => {
       // Ports 1 to 3 on loopback refuse connections: a client that ignored natMap could not connect.
       const announced = [1, 2, 3];
