@@ -37,3 +37,31 @@ test('memoryTier leases expire', async () => {
 test('memoryTier refuses a bad maxEntries', () => {
   assert.throws(() => memoryTier({ maxEntries: 0 }), /E_INVALID_OPTION/);
 });
+
+test("memoryTier keeps a value entry's value, not its JSON text: parsed when first read, the same object after", async () => {
+  const clock = new ManualClock();
+  const tier = memoryTier({ clock });
+  let parses = 0;
+  const json = '{"n":1}';
+  const entry = {
+    kind: 'value' as const,
+    version: 1,
+    json,
+    get value() {
+      parses++;
+      return Object.freeze({ n: 1 });
+    },
+    freshUntil: clock.now() + 1000,
+    staleUntil: clock.now() + 1000,
+  };
+  await tier.set('c:a', entry);
+  assert.equal(parses, 0, 'storing the entry does not parse it');
+  const kept = await tier.get('c:a');
+  assert.ok(kept !== undefined && kept.kind === 'value');
+  assert.equal('json' in kept, false, 'the text is not kept beside the value');
+  const first = kept.value;
+  assert.deepEqual(first, { n: 1 });
+  const again = await tier.get('c:a');
+  assert.equal(again?.kind === 'value' ? again.value : undefined, first, 'one object for every reader');
+  assert.equal(parses, 1);
+});

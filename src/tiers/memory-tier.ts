@@ -138,10 +138,34 @@ class MemoryTier implements Tier {
       this.entries.delete(key);
       return;
     }
-    this.entries.set(key, entry, { ttl: Number.isFinite(ttl) ? Math.ceil(ttl) : 0 });
+    this.entries.set(key, entry.kind === 'value' && entry.json !== undefined ? withoutJson(entry) : entry, { ttl: Number.isFinite(ttl) ? Math.ceil(ttl) : 0 });
   }
 
   private sweepLeases(now: number): void {
     for (const [key, lease] of this.leases) if (lease.expiresAt <= now) this.leases.delete(key);
   }
+}
+
+/**
+ * What the tier keeps of a value entry that carries its JSON text: the value alone. The core's
+ * entries parse their value when first read; until then this holds the entry (and so the text,
+ * which the parse needs), after that only the value, so a cached value does not take its memory
+ * twice.
+ */
+function withoutJson(entry: Extract<TierEntry, { kind: 'value' }>): TierEntry {
+  let source: typeof entry | undefined = entry;
+  let value: unknown;
+  return {
+    kind: 'value',
+    version: entry.version,
+    freshUntil: entry.freshUntil,
+    staleUntil: entry.staleUntil,
+    get value() {
+      if (source !== undefined) {
+        value = source.value;
+        source = undefined;
+      }
+      return value;
+    },
+  };
 }
