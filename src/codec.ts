@@ -79,11 +79,6 @@ export function encodedValue(value: unknown, maxBytes?: number): CachedValue {
   return new ParsedOnDemand(encodeValue(value, maxBytes));
 }
 
-/** JSON text known to be valid (the cache wrote it), parsed when first read. */
-export function parsedOnDemand(json: string): CachedValue {
-  return new ParsedOnDemand(json);
-}
-
 class ParsedOnDemand implements CachedValue {
   private parsed: unknown;
   private done = false;

@@ -107,7 +107,7 @@ export class Collection<T> {
     assertKey(key);
     if (!this.preparation.ready) await this.preparation.wait();
     this.assertOpen();
-    const [result] = await this.writer.write([{ op: 'delete', key, json: undefined, data: undefined }]);
+    const [result] = await this.writer.write([{ op: 'delete', key, data: undefined }]);
     return result!;
   }
 
@@ -220,7 +220,7 @@ export class Collection<T> {
   private incoming(key: string, value: T): IncomingWrite {
     assertKey(key);
     const data = encodedValue(value, this.ctx.policy.maxValueBytes);
-    return { op: 'set', key, json: data.json, data };
+    return { op: 'set', key, data };
   }
 
   private assertOpen(): void {

@@ -34,7 +34,7 @@ export class DatabaseFirstWriter implements Writer {
   async write(writes: readonly IncomingWrite[]): Promise<WriteResult[]> {
     const started = performance.now();
     const versioned: StoreWrite[] = writes.map((w) =>
-      w.op === 'set' ? { op: 'set', key: w.key, version: this.ctx.versions.next(), json: w.json as string } : { op: 'delete', key: w.key, version: this.ctx.versions.next() },
+      w.op === 'set' ? { op: 'set', key: w.key, version: this.ctx.versions.next(), json: w.data!.json } : { op: 'delete', key: w.key, version: this.ctx.versions.next() },
     );
     const generation = this.ctx.tier.generation?.();
     const outcomes = await commit(this.ctx, versioned);

@@ -34,8 +34,7 @@ import type { DeadLetterList } from './dead-letters.js';
 export interface IncomingWrite {
   readonly op: 'set' | 'delete';
   readonly key: string;
-  readonly json: string | undefined;
-  /** The value reads are served, parsed from `json` when first read (undefined for a delete). */
+  /** The value's JSON text, and the value reads are served, parsed when first read (undefined for a delete). */
   readonly data: CachedValue | undefined;
 }
 
@@ -211,7 +210,7 @@ export class WriteBackQueue {
           continue;
         }
       }
-      this.enqueue({ op: record.op, key: record.key, json: record.json, data }, record.version, now, record.position);
+      this.enqueue({ op: record.op, key: record.key, data }, record.version, now, record.position);
     }
     this.pump();
   }
@@ -227,7 +226,7 @@ export class WriteBackQueue {
     };
     const records: JournalRecord[] = writes.map((w, i) =>
       w.op === 'set'
-        ? { collection: this.ctx.name, op: 'set', key: w.key, version: versions[i] as number, json: w.json as string }
+        ? { collection: this.ctx.name, op: 'set', key: w.key, version: versions[i] as number, json: w.data!.json }
         : { collection: this.ctx.name, op: 'delete', key: w.key, version: versions[i] as number },
     );
     let appended: Promise<JournalPosition[]>;
@@ -332,7 +331,6 @@ export class WriteBackQueue {
     const entry: PendingWrite = {
       op: write.op,
       key: write.key,
-      json: write.json,
       data: write.data,
       version,
       bytes: sizeOf(write),
@@ -523,7 +521,7 @@ export class WriteBackQueue {
    */
   private async send(batch: PendingWrite[], free: () => void): Promise<void> {
     const writes: StoreWrite[] = batch.map((w) =>
-      w.op === 'set' ? { op: 'set', key: w.key, version: w.version, json: w.json as string } : { op: 'delete', key: w.key, version: w.version },
+      w.op === 'set' ? { op: 'set', key: w.key, version: w.version, json: w.data!.json } : { op: 'delete', key: w.key, version: w.version },
     );
     // Read before the commit: the cache writes after it are refused if the tier lost its memory meanwhile.
     const generation = this.ctx.tier.generation?.();
@@ -596,7 +594,7 @@ export class WriteBackQueue {
   private deadLetter(w: PendingWrite, reason: string): void {
     this.bytes -= w.bytes;
     this.onLeft?.(w.key);
-    this.recordDeadLetter(w, reason);
+    this.recordDeadLetter({ ...w, json: w.data?.json }, reason);
     if (!this.pending.has(w.key)) {
       // The cache must not keep serving a value the database will never hold.
       void this.ctx
@@ -607,7 +605,7 @@ export class WriteBackQueue {
   }
 
   /** Counts, keeps and reports a write that will not reach the database. */
-  private recordDeadLetter(w: Pick<PendingWrite, 'key' | 'op' | 'version' | 'json' | 'attempts'>, reason: string): void {
+  private recordDeadLetter(w: Pick<PendingWrite, 'key' | 'op' | 'version' | 'attempts'> & { readonly json: string | undefined }, reason: string): void {
     this.ctx.stats.counters.deadLetters++;
     this.deadLetters.add({ collection: this.ctx.name, key: w.key, op: w.op, version: w.version, json: w.json, reason, attempts: w.attempts, at: this.ctx.clock.now() });
     this.ctx.events.emit('dead-letter', { collection: this.ctx.name, key: w.key, version: w.version, reason, attempts: w.attempts });
@@ -615,5 +613,5 @@ export class WriteBackQueue {
 }
 
 function sizeOf(write: IncomingWrite): number {
-  return (write.json?.length ?? 0) + write.key.length + ENTRY_OVERHEAD_BYTES;
+  return (write.data?.json.length ?? 0) + write.key.length + ENTRY_OVERHEAD_BYTES;
 }
