@@ -367,8 +367,8 @@ export function postgresStore(options: PostgresStoreOptions): Store {
     return writes.length - (rowCount ?? 0);
   }
 
-  /** The rows' current versions of `writes`' keys. */
-  async function currentVersions(query: (text: string, values: unknown[]) => Promise<{ rows: Pick<Row, 'key' | 'version'>[] }>, table: Table, writes: readonly StoreWrite[]): Promise<Map<string, number>> {
+  /** The rows' current versions of `writes`' keys, read by `query` (on a connection, or through `read`). */
+  async function currentVersions(query: VersionsQuery, table: Table, writes: readonly StoreWrite[]): Promise<Map<string, number>> {
     const current = new Map<string, number>();
     const { rows } = await query(table.versions, [writes.map((w) => w.key)]);
     for (const row of rows) current.set(row.key, parseVersion(row.version, table, 'E_STORE_FAILED'));
@@ -388,11 +388,11 @@ export function postgresStore(options: PostgresStoreOptions): Store {
    * did not write, in the same transaction.
    */
   async function writeEntries(client: PoolClient, table: Table, writes: readonly StoreWrite[], oneByOne: boolean): Promise<Written> {
-    const query = (text: string, values: unknown[]) => client.query<Pick<Row, 'key' | 'version'>>(text, values);
+    const query: VersionsQuery = (text, values) => client.query(text, values);
     if (!oneByOne) {
       const unwritten = await writeBatch(client, table, writes);
       if (typeof unwritten === 'number') {
-        return unwritten === 0 ? { written: new Set(writes), failed: new Map(), current: new Map() } : sortOut(writes, unwritten, await currentVersions(query, table, writes));
+        return unwritten === 0 ? allWritten(writes) : sortOut(writes, unwritten, await currentVersions(query, table, writes));
       }
       return withCurrent(query, table, writes, unwritten);
     }
@@ -400,7 +400,7 @@ export function postgresStore(options: PostgresStoreOptions): Store {
   }
 
   /** Adds the current versions of the superseded entries (neither written nor failed). */
-  async function withCurrent(query: (text: string, values: unknown[]) => Promise<{ rows: Pick<Row, 'key' | 'version'>[] }>, table: Table, writes: readonly StoreWrite[], result: Omit<Written, 'current'>): Promise<Written> {
+  async function withCurrent(query: VersionsQuery, table: Table, writes: readonly StoreWrite[], result: Omit<Written, 'current'>): Promise<Written> {
     const superseded = writes.filter((w) => !result.written.has(w) && !result.failed.has(w));
     return { ...result, current: superseded.length > 0 ? await currentVersions(query, table, superseded) : new Map() };
   }
@@ -451,10 +451,10 @@ export function postgresStore(options: PostgresStoreOptions): Store {
       }
     });
     if (unwritten === undefined) return undefined;
-    if (unwritten === 0) return { written: new Set(writes), failed: new Map(), current: new Map() };
+    if (unwritten === 0) return allWritten(writes);
     let current: Map<string, number>;
     try {
-      current = await currentVersions((text, values) => read<Pick<Row, 'key' | 'version'>>(text, values), table, writes);
+      current = await currentVersions(read, table, writes);
     } catch {
       return { written: new Set(), failed: new Map(), current: new Map() };
     }
@@ -583,6 +583,14 @@ function tableDdl(settings: Required<PostgresTableOptions>, collection: string) 
     '  "updated_at" timestamptz NOT NULL DEFAULT now()\n' +
     ')';
   return { schemaName: settings.schema, table, schema, create, migration: `${schema};\n${create};\n` };
+}
+
+/** Reads rows' keys and versions: a statement on a connection, or the store's `read`. */
+type VersionsQuery = (text: string, values: unknown[]) => Promise<{ rows: Pick<Row, 'key' | 'version'>[] }>;
+
+/** The outcome of a batch the database wrote whole. */
+function allWritten(writes: readonly StoreWrite[]): { written: Set<StoreWrite>; failed: Map<StoreWrite, WriteOutcome>; current: Map<string, number> } {
+  return { written: new Set(writes), failed: new Map(), current: new Map() };
 }
 
 /**
