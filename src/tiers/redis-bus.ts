@@ -156,6 +156,8 @@ class RedisBus implements InvalidationBus {
   private readonly publisher: ScriptClient;
   private readonly link: BusLink;
   private readonly scripts: { heartbeat: Script; publish: Script };
+  /** Sends acknowledgements: PUBLISH, or SPUBLISH on a Cluster. */
+  private readonly sendAcks: (channel: string, text: string) => Promise<unknown>;
   private readonly trustWindowMs: number;
   private readonly memberTtlMs: number;
   private readonly ackBoundMs: number;
@@ -228,6 +230,8 @@ class RedisBus implements InvalidationBus {
     this.ownChannel = `${this.channel}:to:${this.id}`;
     this.membersKey = `${this.channel}:members`;
     this.scripts = busScripts(this.link.publishCommand);
+    const publisher = this.publisher;
+    this.sendAcks = this.link.publishCommand === 'SPUBLISH' ? (channel, text) => publisher.spublish(channel, text) : (channel, text) => publisher.publish(channel, text);
   }
 
   get connected(): boolean {
@@ -391,9 +395,8 @@ class RedisBus implements InvalidationBus {
 
   private flushAcks(): void {
     this.acksScheduled = false;
-    const send = this.link.publishCommand === 'SPUBLISH' ? this.publisher.spublish : this.publisher.publish;
     for (const [to, ids] of this.acksToSend) {
-      send.call(this.publisher, `${this.channel}:to:${to}`, JSON.stringify({ from: this.id, acks: ids })).catch(() => undefined);
+      this.sendAcks(`${this.channel}:to:${to}`, JSON.stringify({ from: this.id, acks: ids })).catch(() => undefined);
     }
     this.acksToSend.clear();
   }

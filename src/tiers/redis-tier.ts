@@ -232,10 +232,11 @@ class RedisTier implements Tier {
     if (version !== undefined) assertNumber(version, 'version');
     assertNumber(ttlMs, 'ttlMs');
     const now = this.clock.now();
+    const entryKey = this.entryKey(key);
     await this.call([
       this.scripts.invalidate,
-      this.entryKey(key),
-      this.leaseKey(key),
+      entryKey,
+      leaseKeyOf(entryKey),
       version === undefined ? '' : String(version),
       String(now),
       String(now + ttlMs),
@@ -246,7 +247,8 @@ class RedisTier implements Tier {
   async remove(key: string, version: number): Promise<boolean> {
     this.assertOpen();
     assertNumber(version, 'version');
-    return applied(await this.call([this.scripts.remove, this.entryKey(key), this.leaseKey(key), String(version)]));
+    const entryKey = this.entryKey(key);
+    return applied(await this.call([this.scripts.remove, entryKey, leaseKeyOf(entryKey), String(version)]));
   }
 
   async lease(key: string, ttlMs: number): Promise<Lease> {
@@ -254,7 +256,7 @@ class RedisTier implements Tier {
     assertNumber(ttlMs, 'ttlMs');
     const candidate = randomBytes(16).toString('base64url');
     const ms = ttlMs > 0 ? Math.ceil(Math.min(ttlMs, MAX_TTL_MS)) : 0;
-    const token = await this.call([this.scripts.lease, this.leaseKey(key), candidate, String(ms)]);
+    const token = await this.call([this.scripts.lease, leaseKeyOf(this.entryKey(key)), candidate, String(ms)]);
     return { key, token: String(token), holder: String(token) === candidate };
   }
 
@@ -265,7 +267,8 @@ class RedisTier implements Tier {
     }
     const args = this.entryArguments(key, entry);
     if (lease.key !== key) return false;
-    return applied(await this.call([this.scripts.fill, this.entryKey(key), this.leaseKey(key), lease.token, ...args]));
+    const entryKey = this.entryKey(key);
+    return applied(await this.call([this.scripts.fill, entryKey, leaseKeyOf(entryKey), lease.token, ...args]));
   }
 
   evictionPolicy(): Promise<string> {
@@ -311,7 +314,7 @@ class RedisTier implements Tier {
    */
   private setCommand(key: string, entry: TierEntry, generation: unknown): Command {
     const entryKey = this.entryKey(key);
-    const leaseKey = `${entryKey}:lease`;
+    const leaseKey = leaseKeyOf(entryKey);
     const args = this.entryArguments(key, entry);
     if (generation === undefined) return [this.scripts.set, entryKey, leaseKey, ...args];
     if (this.slotMarkers === undefined) return [this.scripts.setInGeneration, entryKey, leaseKey, this.generationKey, ...args, String(generation)];
@@ -375,10 +378,6 @@ class RedisTier implements Tier {
   private entryKey(key: string): string {
     assertTierKey(key);
     return `${this.prefix}{${key}}`;
-  }
-
-  private leaseKey(key: string): string {
-    return `${this.entryKey(key)}:lease`;
   }
 
   private call(command: Command): Promise<unknown> {
@@ -489,6 +488,11 @@ function commandTimeout(client: RedisClient): number | undefined {
 const UNKNOWN_GENERATION = '-';
 
 /** A new generation id. Ids start with a letter, so that no reply of 1 or 0 reads as one. */
+/** The lease key of an entry: the entry's key (and so its hash tag), then `:lease`. */
+function leaseKeyOf(entryKey: string): string {
+  return `${entryKey}:lease`;
+}
+
 function freshGeneration(): string {
   return `g${randomBytes(12).toString('base64url')}`;
 }
