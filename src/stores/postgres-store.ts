@@ -21,6 +21,10 @@
  *
  * pg is an optional peer dependency, loaded only when the store creates its own pool.
  *
+ * Array parameters (keys, values and versions of a batch, keys of a read) go in PostgreSQL's binary
+ * array format (postgres-binary-arrays.ts): pg's text form escapes every quote of every JSON value,
+ * and the server parses it back.
+ *
  * Values are TEXT, not JSONB: the store hands back exactly the JSON text the cache wrote (key
  * order, repeated keys, and the `\u0000` and lone-surrogate escapes that JSONB refuses), and no
  * write or read pays for parsing JSON in the database. Query it as JSON with `value::jsonb`.
@@ -28,6 +32,7 @@
 import { createRequire } from 'node:module';
 import type { Pool, PoolClient, PoolConfig, QueryResultRow } from 'pg';
 import { CachewiseError } from '../errors.js';
+import { bigintArrayParam, textArrayParam } from './postgres-binary-arrays.js';
 import { notApplied, type Store, type StoreRecord, type StoreWrite, type WriteOutcome } from './store.js';
 
 /** Where the tables live: the part of the options `postgresMigrationSql` needs too. */
@@ -360,9 +365,9 @@ export function postgresStore(options: PostgresStoreOptions): Store {
       const { rowCount } = await client.query(table.upsertOne, [w.key, w.op === 'set' ? w.json : null, w.version]);
       return 1 - (rowCount ?? 0);
     }
-    const keys = writes.map((w) => w.key);
-    const values = writes.map((w) => (w.op === 'set' ? w.json : null));
-    const versions = writes.map((w) => w.version);
+    const keys = textArrayParam(writes.map((w) => w.key));
+    const values = textArrayParam(writes.map((w) => (w.op === 'set' ? w.json : null)));
+    const versions = bigintArrayParam(writes.map((w) => w.version));
     const { rowCount } = await client.query(table.upsert, [keys, values, versions]);
     return writes.length - (rowCount ?? 0);
   }
@@ -370,7 +375,7 @@ export function postgresStore(options: PostgresStoreOptions): Store {
   /** The rows' current versions of `writes`' keys, read by `query` (on a connection, or through `read`). */
   async function currentVersions(query: VersionsQuery, table: Table, writes: readonly StoreWrite[]): Promise<Map<string, number>> {
     const current = new Map<string, number>();
-    const { rows } = await query(table.versions, [writes.map((w) => w.key)]);
+    const { rows } = await query(table.versions, [textArrayParam(writes.map((w) => w.key))]);
     for (const row of rows) current.set(row.key, parseVersion(row.version, table, 'E_STORE_FAILED'));
     return current;
   }
@@ -467,7 +472,7 @@ export function postgresStore(options: PostgresStoreOptions): Store {
     const wanted = [...new Set(keys.filter(isStorableKey))];
     const found = new Map<string, StoreRecord>();
     if (wanted.length > 0) {
-      const { rows } = await read<Row>(table.load, [wanted]);
+      const { rows } = await read<Row>(table.load, [textArrayParam(wanted)]);
       for (const row of rows) found.set(row.key, { version: parseVersion(row.version, table, 'E_LOAD_FAILED'), json: row.value ?? undefined });
     }
     return keys.map((key) => found.get(key));
