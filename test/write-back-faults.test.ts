@@ -143,6 +143,73 @@ describe('write-back: retries (contract 5)', () => {
   });
 });
 
+describe('write-back: waiting through failures (contract 10)', () => {
+  test('flush() and persisted() waiting for a failed write that a newer write replaced resolve once the newer write is in the database', async () => {
+    await withWriteBack<Item>({ flush: { maxDelay: '10ms' }, retry: { baseDelay: '50ms' } }, async (f) => {
+      f.store.writeFaults = ['throw'];
+      let answer!: () => void;
+      f.store.writeHold = new Promise((resolve) => (answer = resolve));
+      const first = await f.items.set('a', { n: 1 });
+      f.clock.advance(10); // the batch with n=1 is on its way, and will fail once answered
+      await f.settle();
+      assert.equal(f.store.calls.write, 1);
+      f.store.writeHold = undefined;
+      const seen: string[] = [];
+      const track = (name: string, promise: Promise<unknown>) =>
+        promise.then(async () => {
+          seen.push(name);
+          assert.deepEqual(await f.dbValue('a'), { n: 2 }, `${name} resolved with the newer write in the database`);
+        });
+      const flushedBefore = track('flush before', f.items.flush());
+      const persistedFirst = track('persisted(first)', f.items.persisted(first));
+      const second = await f.items.set('a', { n: 2 });
+      const flushedAfter = track('flush after', f.items.flush());
+      assert.equal(f.store.calls.write, 1, 'the failing batch is still out');
+      answer();
+      await f.advance(2_000, 5);
+      assert.equal(f.items.stats().retries, 0, 'the failed write was dropped for the newer one, not retried');
+      assert.deepEqual(seen.sort(), ['flush after', 'flush before', 'persisted(first)']);
+      await Promise.all([flushedBefore, persistedFirst, flushedAfter]);
+      assert.deepEqual(await f.row('a'), { version: second.version, json: '{"n":2}' });
+    });
+  });
+
+  test('a flush() waiting for a write in backoff follows the newer write of its key that replaces it in the queue', async () => {
+    await withWriteBack<Item>({ flush: { maxDelay: '10ms' }, retry: { baseDelay: '100ms', maxDelay: '100ms' } }, async (f) => {
+      f.store.writeFaults = ['refuse'];
+      await f.items.set('a', { n: 1 });
+      await f.advance(10); // the batch fails; n=1 waits out its backoff in the queue
+      assert.equal(f.items.stats().retries, 1);
+      let resolved = false;
+      const flushed = f.items.flush().then(() => (resolved = true));
+      const second = await f.items.set('a', { n: 2 }); // coalesces with n=1
+      await f.advance(1_000, 10);
+      assert.ok(resolved, 'flush() resolved');
+      await flushed;
+      assert.deepEqual(await f.row('a'), { version: second.version, json: '{"n":2}' });
+    });
+  });
+
+  test('a flush that times out names the keys still dirty, and the writes land later', async () => {
+    await withWriteBack<Item>({ flush: { maxDelay: '10ms' }, retry: { baseDelay: '10ms', maxDelay: '20ms' } }, async (f) => {
+      await f.items.set('done', { n: 0 });
+      await f.items.flush();
+      f.store.down = true;
+      for (const key of ['c', 'a', 'b']) await f.items.set(key, { n: 1 });
+      const timedOut = f.items.flush({ timeout: '100ms' });
+      await assert.rejects(f.driveUntil(timedOut, { stepMs: 5 }), (error: unknown) => {
+        assert.ok(isCachewiseError(error, 'E_TIMEOUT'), String(error));
+        assert.deepEqual([...(error.details.keys as string[])].sort(), ['a', 'b', 'c']);
+        assert.match(error.message, /3 key\(s\) still dirty/);
+        return true;
+      });
+      f.store.down = false;
+      await f.driveUntil(f.items.flush(), { stepMs: 5 });
+      for (const key of ['a', 'b', 'c']) assert.deepEqual(await f.dbValue(key), { n: 1 });
+    });
+  });
+});
+
 describe('write-back: dead letters (contract 5)', () => {
   test('one permanently failing entry in a batch of 100 is dead-lettered alone; the other 99 commit', async () => {
     await withWriteBack<Item>({ flush: { maxBatch: 100, maxDelay: '10ms' } }, async (f) => {

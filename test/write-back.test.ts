@@ -148,6 +148,20 @@ describe('write-back: waiting for the database (contract 10)', () => {
     });
   });
 
+  test('persisted() waiting for a queued write follows the newer write of its key that replaces it', async () => {
+    await withWriteBack<Item>({ flush: { maxDelay: '100ms' } }, async (f) => {
+      const first = await f.items.set('a', { n: 1 });
+      let resolved = false;
+      const waiting = f.items.persisted(first).then(() => (resolved = true));
+      await f.items.set('a', { n: 2 }); // coalesces: the queue now holds n=2 in place of n=1
+      await f.advance(1_000, 10);
+      assert.ok(resolved);
+      await waiting;
+      assert.deepEqual(await f.dbValue('a'), { n: 2 });
+      assert.equal(f.store.calls.writtenEntries, 1, 'only the newer write was sent');
+    });
+  });
+
   test('flush() resolves when every write accepted so far is in the database, without waiting for maxDelay', async () => {
     await withWriteBack<Item>({ flush: { maxDelay: '1h' } }, async (f) => {
       for (let i = 0; i < 30; i++) await f.items.set(`k${i}`, { n: i });

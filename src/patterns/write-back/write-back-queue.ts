@@ -51,12 +51,18 @@ export interface PendingWrite extends IncomingWrite {
   requeued: boolean;
   /** Where the journal keeps this write (durability 'journal' or recovered), released once flushed. */
   readonly position?: JournalPosition;
+  /**
+   * flush() and persisted() calls waiting for this write (or an older write of its key that it
+   * replaced) to leave the queue. A write that replaces it in the queue takes them over.
+   */
+  waiters: FlushWaiter[] | undefined;
 }
 
+/** A flush() or persisted() call: how many of its writes are still in the queue. */
 interface FlushWaiter {
-  readonly targets: Map<string, number>;
-  readonly failed: { key: string; version: number; reason: string }[];
-  readonly done: () => void;
+  remaining: number;
+  /** Called once per write it waits for, when that write leaves the queue (failure: dead-lettered). */
+  readonly settled: (w: PendingWrite, failure: string | undefined) => void;
 }
 
 interface RoomWaiter {
@@ -81,7 +87,6 @@ export class WriteBackQueue {
   private stopped = false;
   private cancelTimer: (() => void) | undefined;
   private timerAt = Infinity;
-  private readonly flushWaiters = new Set<FlushWaiter>();
   private readonly roomWaiters: RoomWaiter[] = [];
   /**
    * Called when a key's write leaves the queue (in the database, or dead-lettered): a load that
@@ -258,10 +263,11 @@ export class WriteBackQueue {
    * E_FLUSH_INCOMPLETE listing the writes that went to the dead letters, or E_TIMEOUT.
    */
   async flush(timeoutMs = Infinity): Promise<void> {
-    const targets = new Map<string, number>();
-    for (const w of this.inflight.values()) targets.set(w.key, w.version);
-    for (const w of this.pending.values()) targets.set(w.key, w.version);
-    await this.waitFor(targets, timeoutMs, true);
+    // A key both in flight and pending again is done when its pending write is.
+    const writes: PendingWrite[] = [];
+    for (const w of this.inflight.values()) if (this.inBoth === 0 || !this.pending.has(w.key)) writes.push(w);
+    for (const w of this.pending.values()) writes.push(w);
+    await this.waitFor(writes, timeoutMs, true);
   }
 
   /**
@@ -280,7 +286,9 @@ export class WriteBackQueue {
         { details: { collection: this.ctx.name, failed: [{ key, version, reason: letter.reason }] } },
       );
     }
-    await this.waitFor(new Map([[key, version]]), timeoutMs, false);
+    // The oldest queued write of the key that is at least `version`.
+    const inflight = this.inflight.get(key);
+    await this.waitFor([inflight !== undefined && inflight.version >= version ? inflight : current], timeoutMs, false);
   }
 
   /**
@@ -339,6 +347,7 @@ export class WriteBackQueue {
       notBefore: old?.notBefore ?? 0,
       requeued: old?.requeued ?? false,
       position,
+      waiters: undefined,
     };
     const newest = Math.max(old?.version ?? 0, this.inflight.get(write.key)?.version ?? 0);
     if (newest > version) {
@@ -347,8 +356,10 @@ export class WriteBackQueue {
       if (position !== undefined) this.journal?.release([position]);
       return entry;
     }
-    if (old !== undefined) this.bytes -= old.bytes;
-    else if (this.inflight.has(write.key)) this.inBoth++;
+    if (old !== undefined) {
+      this.bytes -= old.bytes;
+      entry.waiters = old.waiters; // what waited for the replaced write waits for this one
+    } else if (this.inflight.has(write.key)) this.inBoth++;
     this.bytes += entry.bytes;
     // Map.set on an existing key keeps its place: the key stays where it first became dirty.
     this.pending.set(write.key, entry);
@@ -377,20 +388,23 @@ export class WriteBackQueue {
     if (this.size < maxEntries && this.bytes < maxBytes) this.roomWaiters[0]?.wake();
   }
 
-  private waitFor(targets: Map<string, number>, timeoutMs: number, force: boolean): Promise<void> {
-    if (targets.size === 0) return Promise.resolve();
+  /** Resolves when every write of `writes` (or one that replaced it) has left the queue. */
+  private waitFor(writes: readonly PendingWrite[], timeoutMs: number, force: boolean): Promise<void> {
+    if (writes.length === 0) return Promise.resolve();
     if (this.stopped) {
       return Promise.reject(
-        new CachewiseError('E_CLOSED', `collection "${this.ctx.name}" is closed; ${targets.size} write(s) were not flushed`, 'close() reported them; write them again on a new cache', {
-          details: { collection: this.ctx.name, keys: [...targets.keys()] },
+        new CachewiseError('E_CLOSED', `collection "${this.ctx.name}" is closed; ${writes.length} write(s) were not flushed`, 'close() reported them; write them again on a new cache', {
+          details: { collection: this.ctx.name, keys: writes.map((w) => w.key) },
         }),
       );
     }
     return new Promise<void>((resolve, reject) => {
       let cancelTimeout: (() => void) | undefined;
+      let finished = false;
+      const failed: { key: string; version: number; reason: string }[] = [];
       const release = keepAlive();
       const finish = (error?: Error) => {
-        this.flushWaiters.delete(waiter);
+        finished = true;
         cancelTimeout?.();
         release();
         if (force) this.forcing--;
@@ -398,32 +412,38 @@ export class WriteBackQueue {
         else resolve();
       };
       const waiter: FlushWaiter = {
-        targets,
-        failed: [],
-        done: () => {
-          if (waiter.failed.length === 0) return finish();
-          const shown = waiter.failed.slice(0, 5).map((f) => `"${f.key}" (${f.reason})`);
-          if (waiter.failed.length > 5) shown.push(`${waiter.failed.length - 5} more`);
+        remaining: writes.length,
+        settled: (w, failure) => {
+          if (finished) return;
+          if (failure !== undefined) failed.push({ key: w.key, version: w.version, reason: failure });
+          if (--waiter.remaining > 0) return;
+          if (failed.length === 0) return finish();
+          const shown = failed.slice(0, 5).map((f) => `"${f.key}" (${f.reason})`);
+          if (failed.length > 5) shown.push(`${failed.length - 5} more`);
           finish(
             new CachewiseError(
               'E_FLUSH_INCOMPLETE',
-              `${waiter.failed.length} write(s) of collection "${this.ctx.name}" could not be written to the database and went to the dead letters: ${shown.join(', ')}`,
+              `${failed.length} write(s) of collection "${this.ctx.name}" could not be written to the database and went to the dead letters: ${shown.join(', ')}`,
               'inspect cache.deadLetters() for the reasons, fix the data or the database, and write them again',
-              { details: { collection: this.ctx.name, failed: waiter.failed } },
+              { details: { collection: this.ctx.name, failed } },
             ),
           );
         },
       };
-      this.flushWaiters.add(waiter);
+      for (const w of writes) {
+        if (w.waiters === undefined) w.waiters = [waiter];
+        else w.waiters.push(waiter);
+      }
       if (force) this.forcing++;
       if (Number.isFinite(timeoutMs)) {
         cancelTimeout = this.ctx.clock.setTimer(() => {
+          const keys = this.keysAwaitedBy(waiter);
           finish(
             new CachewiseError(
               'E_TIMEOUT',
-              `flush of collection "${this.ctx.name}" did not finish within ${timeoutMs} ms; ${targets.size} key(s) still dirty`,
+              `flush of collection "${this.ctx.name}" did not finish within ${timeoutMs} ms; ${keys.length} key(s) still dirty`,
               'wait longer, or check the database (stats().oldestDirtyAgeMs and the flush-retry events tell why)',
-              { details: { collection: this.ctx.name, keys: [...targets.keys()] } },
+              { details: { collection: this.ctx.name, keys } },
             ),
           );
         }, timeoutMs);
@@ -432,14 +452,20 @@ export class WriteBackQueue {
     });
   }
 
-  private settle(key: string, version: number, failure?: string): void {
-    for (const waiter of this.flushWaiters) {
-      const target = waiter.targets.get(key);
-      if (target === undefined || version < target) continue;
-      waiter.targets.delete(key);
-      if (failure !== undefined) waiter.failed.push({ key, version, reason: failure });
-      if (waiter.targets.size === 0) waiter.done();
-    }
+  /** Keys of the queued writes that `waiter` still waits for. */
+  private keysAwaitedBy(waiter: FlushWaiter): string[] {
+    const keys = new Set<string>();
+    for (const w of this.inflight.values()) if (w.waiters?.includes(waiter)) keys.add(w.key);
+    for (const w of this.pending.values()) if (w.waiters?.includes(waiter)) keys.add(w.key);
+    return [...keys];
+  }
+
+  /** Tells the waiters of `w` that it left the queue (failure: it went to the dead letters). */
+  private settle(w: PendingWrite, failure?: string): void {
+    const waiters = w.waiters;
+    if (waiters === undefined) return;
+    w.waiters = undefined;
+    for (const waiter of waiters) waiter.settled(w, failure);
   }
 
   /** Starts every batch that is due, up to the concurrency, and arms the timer for the next. */
@@ -584,11 +610,15 @@ export class WriteBackQueue {
       // queue first), so a private tier already holds what the write cached when accepted.
       void (applied && w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.data!, w.version), generation) : this.ctx.protect(w.key, w.version));
     }
-    this.settle(w.key, w.version);
+    this.settle(w);
   }
 
+  /** Drops failed `w`: a newer write of its key is queued, and takes over its waiters. */
   private dropSuperseded(w: PendingWrite): void {
     this.bytes -= w.bytes;
+    const newer = this.pending.get(w.key) as PendingWrite;
+    if (w.waiters !== undefined) newer.waiters = newer.waiters === undefined ? w.waiters : [...newer.waiters, ...w.waiters];
+    w.waiters = undefined;
   }
 
   private deadLetter(w: PendingWrite, reason: string): void {
@@ -601,7 +631,7 @@ export class WriteBackQueue {
         .callTier('remove', w.key, () => this.ctx.tier.remove(this.ctx.tierKey(w.key), w.version))
         .catch(() => this.ctx.protect(w.key, undefined));
     }
-    this.settle(w.key, w.version, reason);
+    this.settle(w, reason);
   }
 
   /** Counts, keeps and reports a write that will not reach the database. */
