@@ -29,6 +29,7 @@ import type { CollectionContext } from '../context.js';
 import { keepAlive } from '../../util/keep-alive.js';
 import { backoffMs } from './backoff.js';
 import type { DeadLetterList } from './dead-letters.js';
+import { DirtyOrder } from './dirty-order.js';
 
 /** A write as the application handed it over, before it gets its version. */
 export interface IncomingWrite {
@@ -73,7 +74,8 @@ interface RoomWaiter {
 const ENTRY_OVERHEAD_BYTES = 64;
 
 export class WriteBackQueue {
-  private readonly pending = new Map<string, PendingWrite>();
+  /** Keys waiting to be sent, in the order they became dirty. */
+  private readonly pending = new DirtyOrder<PendingWrite>();
   private readonly inflight = new Map<string, PendingWrite>();
   /** Keys both in flight and pending again (written while their batch was out). */
   private inBoth = 0;
@@ -123,7 +125,8 @@ export class WriteBackQueue {
   oldestDirtyAgeMs(): number {
     let oldest = Infinity;
     for (const w of this.inflight.values()) oldest = Math.min(oldest, w.firstDirtyAt);
-    for (const w of this.pending.values()) oldest = Math.min(oldest, w.firstDirtyAt);
+    if (this.retriedInPending === 0) oldest = Math.min(oldest, this.pending.first()?.firstDirtyAt ?? Infinity); // in first-dirty order
+    else for (const w of this.pending.values()) oldest = Math.min(oldest, w.firstDirtyAt);
     return oldest === Infinity ? 0 : Math.max(0, this.ctx.clock.now() - oldest);
   }
 
@@ -361,7 +364,7 @@ export class WriteBackQueue {
       entry.waiters = old.waiters; // what waited for the replaced write waits for this one
     } else if (this.inflight.has(write.key)) this.inBoth++;
     this.bytes += entry.bytes;
-    // Map.set on an existing key keeps its place: the key stays where it first became dirty.
+    // A key already pending keeps its place: it stays where it first became dirty.
     this.pending.set(write.key, entry);
     return entry;
   }
@@ -497,7 +500,7 @@ export class WriteBackQueue {
     if (this.forcing === 0 && !this.closed && this.retriedInPending === 0 && this.pending.size < maxBatch) {
       // In first-dirty order the first entry is the oldest: if it is not due, and the rest cannot
       // fill a batch, nothing is due. Keeps accept() O(1) while a batch gathers.
-      const first = this.pending.values().next().value as PendingWrite | undefined;
+      const first = this.pending.first();
       if (first === undefined || first.firstDirtyAt + maxDelayMs > now) return [];
     }
     let eligible: PendingWrite[] = [];
