@@ -1,13 +1,65 @@
 /**
- * DirtyOrder, the write-back queue's pending writes by key in first-dirty order, against the
- * Map it replaces: for any sequence of sets, deletes and walks (long enough to cut its array
+ * DirtyOrder, the write-back queue's keys in first-dirty order, against the Map order it
+ * replaces: used as the queue uses it (a Map from key to member, the member in the order while
+ * its key is dirty), for any sequence of sets, deletes and walks (long enough to cut its array
  * many times, and with walks that change it as they go), it holds the same entries in the same
  * order as a Map.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { DirtyOrder } from '../src/patterns/write-back/dirty-order.js';
+import { DirtyOrder, type InOrder } from '../src/patterns/write-back/dirty-order.js';
+
+interface Member<V> extends InOrder {
+  value: V;
+}
+
+/** A keyed order as the write-back queue keeps one: a member per key, in the order while set. */
+class KeyedOrder<V> {
+  private readonly members = new Map<string, Member<V>>();
+  private readonly order = new DirtyOrder<Member<V>>();
+
+  get size(): number {
+    assert.equal(this.order.size, this.members.size);
+    return this.order.size;
+  }
+
+  get(key: string): V | undefined {
+    return this.members.get(key)?.value;
+  }
+
+  has(key: string): boolean {
+    return this.members.has(key);
+  }
+
+  /** A key already here keeps its place; a new key goes last. */
+  set(key: string, value: V): void {
+    const member = this.members.get(key);
+    if (member !== undefined) {
+      member.value = value;
+      return;
+    }
+    const added: Member<V> = { value, slot: -1 };
+    this.members.set(key, added);
+    this.order.push(added);
+  }
+
+  delete(key: string): void {
+    const member = this.members.get(key);
+    if (member === undefined) return;
+    this.members.delete(key);
+    this.order.remove(member);
+    this.order.remove(member); // a second remove changes nothing
+  }
+
+  first(): V | undefined {
+    return this.order.first()?.value;
+  }
+
+  *values(): Generator<V> {
+    for (const member of this.order.values()) yield member.value;
+  }
+}
 
 type Op = { kind: 'set'; key: number; value: number } | { kind: 'fill'; count: number } | { kind: 'delete'; key: number } | { kind: 'takeFront'; count: number } | { kind: 'walkAndChange'; key: number };
 
@@ -20,7 +72,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('fill' as const), count: fc.integer({ min: 500, max: 3_000 }) }) },
 );
 
-function check(order: DirtyOrder<number>, model: Map<string, number>): void {
+function check(order: KeyedOrder<number>, model: Map<string, number>): void {
   assert.equal(order.size, model.size);
   assert.deepEqual([...order.values()], [...model.values()]);
   assert.equal(order.first(), model.values().next().value);
@@ -29,7 +81,7 @@ function check(order: DirtyOrder<number>, model: Map<string, number>): void {
 test('DirtyOrder holds what a Map holds, in the same order, through any sets, deletes and walks', () => {
   fc.assert(
     fc.property(fc.array(op, { minLength: 1, maxLength: 300 }), (ops) => {
-      const order = new DirtyOrder<number>();
+      const order = new KeyedOrder<number>();
       const model = new Map<string, number>();
       let fresh = 0;
       for (const o of ops) {
@@ -95,7 +147,7 @@ test('DirtyOrder holds what a Map holds, in the same order, through any sets, de
 });
 
 test('DirtyOrder: once emptied it starts over, and a key set again after its delete goes last', () => {
-  const order = new DirtyOrder<string>();
+  const order = new KeyedOrder<string>();
   for (let i = 0; i < 5_000; i++) order.set(`k${i}`, `v${i}`);
   for (let i = 0; i < 5_000; i++) order.delete(`k${i}`);
   assert.equal(order.first(), undefined);
@@ -108,4 +160,14 @@ test('DirtyOrder: once emptied it starts over, and a key set again after its del
   assert.deepEqual([...order.values()], ['2', '4']);
   assert.equal(order.get('a'), '4');
   assert.equal(order.get('missing'), undefined);
+});
+
+test('DirtyOrder refuses a member that is already in it', () => {
+  const order = new DirtyOrder<InOrder>();
+  const member = { slot: -1 };
+  order.push(member);
+  assert.throws(() => order.push(member), /already in the order/);
+  order.remove(member);
+  assert.equal(member.slot, -1);
+  assert.equal(order.size, 0);
 });

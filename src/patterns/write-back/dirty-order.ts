@@ -1,66 +1,61 @@
 /**
- * The pending writes of a write-back queue by key, in the order their keys became dirty.
+ * The keys of a write-back queue that have a write waiting to be sent, in the order they became
+ * dirty.
  *
- * A Map keeps that order too (a set on an existing key keeps its place), but the queue uses it
- * as a FIFO: it takes batches from the front, and V8 leaves a deleted Map entry in place until
- * the table is next resized, so every walk from the front first steps over all the entries
- * taken since. With tens of thousands of writes queued, that walk was the largest cost of a
- * flush. Here the order is an array with a moving head: entries taken from the front are
- * behind the head, and the array is cut once the dead part is the larger one.
+ * A Map keeps insertion order too, but the queue uses the order as a FIFO: it takes batches from
+ * the front, and V8 leaves a deleted Map entry in place until the table is next resized, so every
+ * walk from the front first steps over all the entries taken since. With tens of thousands of
+ * writes queued, that walk was the largest cost of a flush. Here the order is an array with a
+ * moving head, and each member knows its place in it (`slot`), so it leaves in O(1); the array is
+ * cut once its dead front is the larger part.
  */
-export class DirtyOrder<E> {
-  /** Key → absolute position in `slots` (offset by `base`). */
-  private readonly positions = new Map<string, number>();
-  private slots: (E | undefined)[] = [];
+
+/** A member of the order: its absolute position in it, or -1 when it is not in it. */
+export interface InOrder {
+  slot: number;
+}
+
+export class DirtyOrder<M extends InOrder> {
+  private slots: (M | undefined)[] = [];
   /** Absolute position of slots[0]. */
   private base = 0;
-  /** First index of `slots` that may hold an entry. */
+  /** First index of `slots` that may hold a member. */
   private head = 0;
+  private count = 0;
 
   get size(): number {
-    return this.positions.size;
+    return this.count;
   }
 
-  get(key: string): E | undefined {
-    const position = this.positions.get(key);
-    return position === undefined ? undefined : this.slots[position - this.base];
+  /** Adds `member` last. */
+  push(member: M): void {
+    if (member.slot >= 0) throw new Error('DirtyOrder.push: already in the order');
+    member.slot = this.base + this.slots.length;
+    this.slots.push(member);
+    this.count++;
   }
 
-  has(key: string): boolean {
-    return this.positions.has(key);
+  /** Takes `member` out (nothing when it is not in). */
+  remove(member: M): void {
+    if (member.slot < 0) return;
+    this.slots[member.slot - this.base] = undefined;
+    member.slot = -1;
+    this.count--;
   }
 
-  /** A key already here keeps its place (and its entry is replaced); a new key goes last. */
-  set(key: string, entry: E): void {
-    const position = this.positions.get(key);
-    if (position !== undefined) {
-      this.slots[position - this.base] = entry;
-      return;
-    }
-    this.positions.set(key, this.base + this.slots.length);
-    this.slots.push(entry);
-  }
-
-  delete(key: string): void {
-    const position = this.positions.get(key);
-    if (position === undefined) return;
-    this.positions.delete(key);
-    this.slots[position - this.base] = undefined;
-  }
-
-  /** The entry whose key has been dirty longest (of those set in order). */
-  first(): E | undefined {
+  /** The member that has been in the order longest. */
+  first(): M | undefined {
     this.trimHead();
     return this.slots[this.head];
   }
 
-  /** The entries in order. Deleting or adding entries while walking is safe; compaction waits for the next walk. */
-  *values(): Generator<E, void, undefined> {
+  /** The members in order. Removing or adding members while walking is safe; compaction waits for the next walk. */
+  *values(): Generator<M, void, undefined> {
     this.trimHead();
     // Absolute positions: a walk started before a compaction goes on where it was.
     for (let position = this.base + this.head; position < this.base + this.slots.length; position++) {
-      const entry = this.slots[position - this.base];
-      if (entry !== undefined) yield entry;
+      const member = this.slots[position - this.base];
+      if (member !== undefined) yield member;
     }
   }
 

@@ -29,7 +29,7 @@ import type { CollectionContext } from '../context.js';
 import { keepAlive } from '../../util/keep-alive.js';
 import { backoffMs } from './backoff.js';
 import type { DeadLetterList } from './dead-letters.js';
-import { DirtyOrder } from './dirty-order.js';
+import { DirtyOrder, type InOrder } from './dirty-order.js';
 
 /** A write as the application handed it over, before it gets its version. */
 export interface IncomingWrite {
@@ -59,6 +59,12 @@ export interface PendingWrite extends IncomingWrite {
   waiters: FlushWaiter[] | undefined;
 }
 
+/** A key in the queue: its write waiting to be sent, and its write in a batch now (either or both). */
+interface QueuedKey extends InOrder {
+  pending: PendingWrite | undefined;
+  inflight: PendingWrite | undefined;
+}
+
 /** A flush() or persisted() call: how many of its writes are still in the queue. */
 interface FlushWaiter {
   remaining: number;
@@ -74,9 +80,13 @@ interface RoomWaiter {
 const ENTRY_OVERHEAD_BYTES = 64;
 
 export class WriteBackQueue {
-  /** Keys waiting to be sent, in the order they became dirty. */
-  private readonly pending = new DirtyOrder<PendingWrite>();
-  private readonly inflight = new Map<string, PendingWrite>();
+  /** Every key with a write waiting or in flight; one lookup per write on each way through. */
+  private readonly keys = new Map<string, QueuedKey>();
+  /** The keys with a write waiting to be sent, in the order they became dirty. */
+  private readonly order = new DirtyOrder<QueuedKey>();
+  /** The writes of each batch on its way to the database. */
+  private readonly sending = new Set<readonly PendingWrite[]>();
+  private inflightCount = 0;
   /** Keys both in flight and pending again (written while their batch was out). */
   private inBoth = 0;
   private bytes = 0;
@@ -109,13 +119,14 @@ export class WriteBackQueue {
 
   /** The newest accepted write of `key` not yet known to be in the database. */
   peek(key: string): PendingWrite | undefined {
-    if (this.pending.size === 0 && this.inflight.size === 0) return undefined;
-    return this.pending.get(key) ?? this.inflight.get(key);
+    if (this.keys.size === 0) return undefined;
+    const queued = this.keys.get(key);
+    return queued === undefined ? undefined : (queued.pending ?? queued.inflight);
   }
 
   /** Keys waiting or in flight (a key in both counts once). */
   get size(): number {
-    return this.pending.size + this.inflight.size - this.inBoth;
+    return this.order.size + this.inflightCount - this.inBoth;
   }
 
   get pendingBytes(): number {
@@ -124,9 +135,9 @@ export class WriteBackQueue {
 
   oldestDirtyAgeMs(): number {
     let oldest = Infinity;
-    for (const w of this.inflight.values()) oldest = Math.min(oldest, w.firstDirtyAt);
-    if (this.retriedInPending === 0) oldest = Math.min(oldest, this.pending.first()?.firstDirtyAt ?? Infinity); // in first-dirty order
-    else for (const w of this.pending.values()) oldest = Math.min(oldest, w.firstDirtyAt);
+    for (const w of this.inflightWrites()) oldest = Math.min(oldest, w.firstDirtyAt);
+    if (this.retriedInPending === 0) oldest = Math.min(oldest, this.order.first()?.pending?.firstDirtyAt ?? Infinity); // in first-dirty order
+    else for (const w of this.pendingWrites()) oldest = Math.min(oldest, w.firstDirtyAt);
     return oldest === Infinity ? 0 : Math.max(0, this.ctx.clock.now() - oldest);
   }
 
@@ -268,8 +279,8 @@ export class WriteBackQueue {
   async flush(timeoutMs = Infinity): Promise<void> {
     // A key both in flight and pending again is done when its pending write is.
     const writes: PendingWrite[] = [];
-    for (const w of this.inflight.values()) if (this.inBoth === 0 || !this.pending.has(w.key)) writes.push(w);
-    for (const w of this.pending.values()) writes.push(w);
+    for (const w of this.inflightWrites()) if (this.inBoth === 0 || this.keys.get(w.key)?.pending === undefined) writes.push(w);
+    for (const w of this.pendingWrites()) writes.push(w);
     await this.waitFor(writes, timeoutMs, true);
   }
 
@@ -290,7 +301,7 @@ export class WriteBackQueue {
       );
     }
     // The oldest queued write of the key that is at least `version`.
-    const inflight = this.inflight.get(key);
+    const inflight = this.keys.get(key)?.inflight;
     await this.waitFor([inflight !== undefined && inflight.version >= version ? inflight : current], timeoutMs, false);
   }
 
@@ -311,7 +322,7 @@ export class WriteBackQueue {
     this.stopped = true;
     this.cancelTimer?.();
     this.cancelTimer = undefined;
-    const unflushed = [...this.inflight.values(), ...this.pending.values()];
+    const unflushed = [...this.inflightWrites(), ...this.pendingWrites()];
     const lost = unflushed.filter((w) => w.position === undefined);
     if (lost.length > 0) {
       this.ctx.stats.counters.lostWrites += lost.length;
@@ -330,15 +341,16 @@ export class WriteBackQueue {
     let keys = 0;
     let bytes = 0;
     for (const write of writes) {
-      const old = this.pending.get(write.key);
-      if (old === undefined && !this.inflight.has(write.key)) keys++;
-      bytes += sizeOf(write) - (old?.bytes ?? 0);
+      const queued = this.keys.get(write.key);
+      if (queued === undefined) keys++;
+      bytes += sizeOf(write) - (queued?.pending?.bytes ?? 0);
     }
     return { keys, bytes };
   }
 
   private enqueue(write: IncomingWrite, version: number, now: number, position: JournalPosition | undefined): PendingWrite {
-    const old = this.pending.get(write.key);
+    let queued = this.keys.get(write.key);
+    const old = queued?.pending;
     const entry: PendingWrite = {
       op: write.op,
       key: write.key,
@@ -352,20 +364,24 @@ export class WriteBackQueue {
       position,
       waiters: undefined,
     };
-    const newest = Math.max(old?.version ?? 0, this.inflight.get(write.key)?.version ?? 0);
+    const newest = Math.max(old?.version ?? 0, queued?.inflight?.version ?? 0);
     if (newest > version) {
       // A newer write of the key was queued first (its journal append finished sooner): it
       // carries the whole value, so this one is done.
       if (position !== undefined) this.journal?.release([position]);
       return entry;
     }
+    if (queued === undefined) this.keys.set(write.key, (queued = { pending: undefined, inflight: undefined, slot: -1 }));
     if (old !== undefined) {
+      // The key keeps its place: it stays where it first became dirty.
       this.bytes -= old.bytes;
       entry.waiters = old.waiters; // what waited for the replaced write waits for this one
-    } else if (this.inflight.has(write.key)) this.inBoth++;
+    } else {
+      if (queued.inflight !== undefined) this.inBoth++;
+      this.order.push(queued);
+    }
+    queued.pending = entry;
     this.bytes += entry.bytes;
-    // A key already pending keeps its place: it stays where it first became dirty.
-    this.pending.set(write.key, entry);
     return entry;
   }
 
@@ -455,11 +471,21 @@ export class WriteBackQueue {
     });
   }
 
+  /** The writes in batches on their way to the database. */
+  private *inflightWrites(): Generator<PendingWrite, void, undefined> {
+    for (const entries of this.sending) yield* entries;
+  }
+
+  /** The writes waiting to be sent, in first-dirty order. */
+  private *pendingWrites(): Generator<PendingWrite, void, undefined> {
+    for (const queued of this.order.values()) yield queued.pending as PendingWrite;
+  }
+
   /** Keys of the queued writes that `waiter` still waits for. */
   private keysAwaitedBy(waiter: FlushWaiter): string[] {
     const keys = new Set<string>();
-    for (const w of this.inflight.values()) if (w.waiters?.includes(waiter)) keys.add(w.key);
-    for (const w of this.pending.values()) if (w.waiters?.includes(waiter)) keys.add(w.key);
+    for (const w of this.inflightWrites()) if (w.waiters?.includes(waiter)) keys.add(w.key);
+    for (const w of this.pendingWrites()) if (w.waiters?.includes(waiter)) keys.add(w.key);
     return [...keys];
   }
 
@@ -495,41 +521,45 @@ export class WriteBackQueue {
     this.armTimer(now);
   }
 
-  private takeDueBatch(now: number): PendingWrite[] {
+  private takeDueBatch(now: number): QueuedKey[] {
     const { maxBatch, maxDelayMs } = this.ctx.policy.flush;
-    if (this.forcing === 0 && !this.closed && this.retriedInPending === 0 && this.pending.size < maxBatch) {
+    if (this.forcing === 0 && !this.closed && this.retriedInPending === 0 && this.order.size < maxBatch) {
       // In first-dirty order the first entry is the oldest: if it is not due, and the rest cannot
       // fill a batch, nothing is due. Keeps accept() O(1) while a batch gathers.
-      const first = this.pending.first();
+      const first = this.order.first()?.pending;
       if (first === undefined || first.firstDirtyAt + maxDelayMs > now) return [];
     }
-    let eligible: PendingWrite[] = [];
-    for (const w of this.pending.values()) {
-      if (w.notBefore > now || this.inflight.has(w.key)) continue;
-      eligible.push(w);
+    let eligible: QueuedKey[] = [];
+    for (const queued of this.order.values()) {
+      if ((queued.pending as PendingWrite).notBefore > now || queued.inflight !== undefined) continue;
+      eligible.push(queued);
       if (eligible.length >= maxBatch && this.retriedInPending === 0) break;
     }
     if (eligible.length === 0) return [];
-    if (eligible.length > maxBatch) eligible = eligible.sort((a, b) => a.firstDirtyAt - b.firstDirtyAt).slice(0, maxBatch);
-    const oldest = eligible.reduce((min, w) => Math.min(min, w.firstDirtyAt), Infinity);
+    if (eligible.length > maxBatch) eligible = eligible.sort((a, b) => (a.pending as PendingWrite).firstDirtyAt - (b.pending as PendingWrite).firstDirtyAt).slice(0, maxBatch);
+    const oldest = eligible.reduce((min, queued) => Math.min(min, (queued.pending as PendingWrite).firstDirtyAt), Infinity);
     const due = this.forcing > 0 || this.closed || eligible.length >= maxBatch || oldest + maxDelayMs <= now;
     if (!due) return [];
-    for (const w of eligible) {
-      this.pending.delete(w.key);
-      this.inflight.set(w.key, w);
+    for (const queued of eligible) {
+      const w = queued.pending as PendingWrite;
+      this.order.remove(queued);
+      queued.pending = undefined;
+      queued.inflight = w;
       if (w.requeued) {
         w.requeued = false;
         this.retriedInPending--;
       }
     }
+    this.inflightCount += eligible.length;
     return eligible;
   }
 
   private armTimer(now: number): void {
-    if (this.pending.size === 0 || this.batchesInFlight >= this.ctx.policy.flush.concurrency) return;
+    if (this.order.size === 0 || this.batchesInFlight >= this.ctx.policy.flush.concurrency) return;
     let at = Infinity;
-    for (const w of this.pending.values()) {
-      if (this.inflight.has(w.key)) continue;
+    for (const queued of this.order.values()) {
+      if (queued.inflight !== undefined) continue;
+      const w = queued.pending as PendingWrite;
       at = Math.min(at, Math.max(w.notBefore, this.forcing > 0 || this.closed ? now : w.firstDirtyAt + this.ctx.policy.flush.maxDelayMs));
       if (this.retriedInPending === 0) break; // in first-dirty order: the first is the earliest
     }
@@ -548,13 +578,16 @@ export class WriteBackQueue {
    * before the outcomes are handled: the next batch is sent first (a store that hands batches to
    * another thread, as sqliteStore does, then works on it meanwhile).
    */
-  private async send(batch: PendingWrite[], free: () => void): Promise<void> {
-    const writes: StoreWrite[] = batch.map((w) =>
+  private async send(batch: readonly QueuedKey[], free: () => void): Promise<void> {
+    const entries = batch.map((queued) => queued.inflight as PendingWrite);
+    this.sending.add(entries);
+    const writes: StoreWrite[] = entries.map((w) =>
       w.op === 'set' ? { op: 'set', key: w.key, version: w.version, json: w.data!.json } : { op: 'delete', key: w.key, version: w.version },
     );
     // Read before the commit: the cache writes after it are refused if the tier lost its memory meanwhile.
     const generation = this.ctx.tier.generation?.();
     const outcomes = await commit(this.ctx, writes);
+    this.sending.delete(entries);
     free();
     const released: JournalPosition[] = [];
     let retryError: unknown;
@@ -564,27 +597,30 @@ export class WriteBackQueue {
     // One jitter draw per batch: entries that failed together retry together, as one batch,
     // instead of splitting into many small retries that keep a failing database busy.
     const jitter = Math.random();
-    batch.forEach((w, i) => {
+    this.inflightCount -= batch.length;
+    batch.forEach((queued, i) => {
+      const w = entries[i] as PendingWrite;
       const outcome = outcomes[i] as WriteOutcome;
-      this.inflight.delete(w.key);
-      if (this.pending.has(w.key)) this.inBoth--;
+      queued.inflight = undefined;
+      if (queued.pending !== undefined) this.inBoth--;
       if (outcome.status === 'applied' || outcome.status === 'superseded') {
         if (w.position !== undefined) released.push(w.position);
-        this.persistedOne(w, outcome.status === 'applied', generation);
+        this.persistedOne(w, queued, outcome.status === 'applied', generation);
       } else if (outcome.status === 'failed' && outcome.permanent) {
-        this.deadLetter(w, describeError(outcome.error));
+        this.deadLetter(w, queued, describeError(outcome.error));
       } else {
         w.attempts++;
         if (w.attempts >= this.ctx.policy.retry.maxAttempts) {
-          this.deadLetter(w, `gave up after ${w.attempts} attempts: ${describeError(outcome.error)}`);
-        } else if (this.pending.has(w.key)) {
-          this.dropSuperseded(w); // a newer write of the key is queued; it carries the whole value
+          this.deadLetter(w, queued, `gave up after ${w.attempts} attempts: ${describeError(outcome.error)}`);
+        } else if (queued.pending !== undefined) {
+          this.dropSuperseded(w, queued.pending); // a newer write of the key is queued; it carries the whole value
         } else {
           const { baseDelayMs, maxDelayMs } = this.ctx.policy.retry;
           const delay = backoffMs(w.attempts, baseDelayMs, maxDelayMs, () => jitter);
           w.notBefore = this.ctx.clock.now() + delay;
           w.requeued = true;
-          this.pending.set(w.key, w);
+          queued.pending = w;
+          this.order.push(queued);
           this.retriedInPending++;
           this.ctx.stats.counters.retries++;
           retried++;
@@ -593,6 +629,7 @@ export class WriteBackQueue {
           retryDelay = Math.max(retryDelay, delay);
         }
       }
+      if (queued.pending === undefined) this.keys.delete(w.key);
     });
     // Releasing a write releases the older writes of its key in the journal, never newer ones.
     if (released.length > 0) this.journal?.release(released);
@@ -602,11 +639,11 @@ export class WriteBackQueue {
     this.wakeRoomWaiters();
   }
 
-  private persistedOne(w: PendingWrite, applied: boolean, generation: unknown): void {
+  private persistedOne(w: PendingWrite, queued: QueuedKey, applied: boolean, generation: unknown): void {
     this.bytes -= w.bytes;
     this.onLeft?.(w.key);
     recordMs(this.ctx.stats.flushLag, this.ctx.clock.now() - w.firstDirtyAt);
-    if (this.ctx.tier.capabilities.shared && !this.pending.has(w.key)) {
+    if (this.ctx.tier.capabilities.shared && queued.pending === undefined) {
       // Another process may have missed while the write was dirty, taken a lease and read the
       // old row: write again to revoke it. A superseded write tombstones its own version (the
       // database holds a newer one). In this process a dirty key never misses (reads see the
@@ -617,18 +654,17 @@ export class WriteBackQueue {
   }
 
   /** Drops failed `w`: a newer write of its key is queued, and takes over its waiters. */
-  private dropSuperseded(w: PendingWrite): void {
+  private dropSuperseded(w: PendingWrite, newer: PendingWrite): void {
     this.bytes -= w.bytes;
-    const newer = this.pending.get(w.key) as PendingWrite;
     if (w.waiters !== undefined) newer.waiters = newer.waiters === undefined ? w.waiters : [...newer.waiters, ...w.waiters];
     w.waiters = undefined;
   }
 
-  private deadLetter(w: PendingWrite, reason: string): void {
+  private deadLetter(w: PendingWrite, queued: QueuedKey, reason: string): void {
     this.bytes -= w.bytes;
     this.onLeft?.(w.key);
     this.recordDeadLetter({ ...w, json: w.data?.json }, reason);
-    if (!this.pending.has(w.key)) {
+    if (queued.pending === undefined) {
       // The cache must not keep serving a value the database will never hold.
       void this.ctx
         .callTier('remove', w.key, () => this.ctx.tier.remove(this.ctx.tierKey(w.key), w.version))
