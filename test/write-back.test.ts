@@ -162,6 +162,28 @@ describe('write-back: waiting for the database (contract 10)', () => {
     });
   });
 
+  test('10,000 keys written, flushed, and written again while half of them are in flight: each lands with its newest value', async () => {
+    // Keys whose writes left the queue stay known to it until they are the majority; then it forgets them.
+    await withWriteBack<Item>({ flush: { maxBatch: 500, maxDelay: '1h', concurrency: 2 } }, async (f) => {
+      const keys = Array.from({ length: 10_000 }, (_, i) => `k${i}`);
+      await f.items.setMany(keys.map((key, i) => [key, { n: i }] as const));
+      await f.items.flush();
+      assert.equal(f.items.stats().pending, 0);
+      const second = f.items.setMany(keys.slice(0, 5_000).map((key, i) => [key, { n: -(i + 1) }] as const));
+      const flushing = f.items.flush();
+      await second;
+      await f.items.setMany(keys.slice(2_500, 7_500).map((key, i) => [key, { n: 100_000 + i }] as const));
+      await flushing;
+      await f.items.flush();
+      assert.equal(f.items.stats().pending, 0);
+      for (const i of [0, 2_499, 2_500, 4_999, 5_000, 7_499, 7_500, 9_999]) {
+        const expected = i >= 2_500 && i < 7_500 ? 100_000 + i - 2_500 : i < 2_500 ? -(i + 1) : i;
+        assert.deepEqual(await f.dbValue(`k${i}`), { n: expected }, `k${i} in the database`);
+        assert.deepEqual(await f.items.get(`k${i}`), { n: expected }, `k${i} read`);
+      }
+    });
+  });
+
   test('flush() resolves when every write accepted so far is in the database, without waiting for maxDelay', async () => {
     await withWriteBack<Item>({ flush: { maxDelay: '1h' } }, async (f) => {
       for (let i = 0; i < 30; i++) await f.items.set(`k${i}`, { n: i });

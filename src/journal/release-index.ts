@@ -23,10 +23,18 @@ export interface KeyEntry {
   segments: number[];
   /** The segment holding the key's newest release mark on disk, if any. */
   markSegment: number | undefined;
+  /** Dropped: the key's next record gets a new entry. */
+  forgotten: boolean;
 }
 
 export class ReleaseIndex {
+  /**
+   * Per collection, the entry of each key. A forgotten entry stays in its map, marked, until the
+   * forgotten ones are the majority; then the map is rebuilt without them in one sequential pass.
+   * Deleting each at once cost a random access into a large table per key.
+   */
   private readonly collections = new Map<string, Map<string, KeyEntry>>();
+  private forgottenInMaps = 0;
   /** Segment → number of keys with a live entry in it. */
   private readonly live = new Map<number, number>();
   /**
@@ -39,7 +47,10 @@ export class ReleaseIndex {
     let keys = this.collections.get(collection);
     if (keys === undefined) this.collections.set(collection, (keys = new Map()));
     let entry = keys.get(key);
-    if (entry === undefined) keys.set(key, (entry = { collection, key, released: 0, segments: [], markSegment: undefined }));
+    if (entry === undefined || entry.forgotten) {
+      if (entry !== undefined) this.forgottenInMaps--;
+      keys.set(key, (entry = { collection, key, released: 0, segments: [], markSegment: undefined, forgotten: false }));
+    }
     return entry;
   }
 
@@ -114,15 +125,32 @@ export class ReleaseIndex {
         }
       }
     }
+    this.dropForgotten();
     return remark;
   }
 
-  /** Drops `entry` from its collection unless a newer entry of its key took its place. */
+  /**
+   * Drops `entry` from its collection. An entry not yet forgotten is its key's current one: a key
+   * gets a new entry only after its old one was forgotten.
+   */
   private forget(entry: KeyEntry): void {
-    const keys = this.collections.get(entry.collection);
-    if (keys?.get(entry.key) !== entry) return;
-    keys.delete(entry.key);
-    if (keys.size === 0) this.collections.delete(entry.collection);
+    if (entry.forgotten) return;
+    entry.forgotten = true;
+    this.forgottenInMaps++;
+  }
+
+  /** Rebuilds the collections' maps without their forgotten entries once those are the majority. */
+  private dropForgotten(): void {
+    let total = 0;
+    for (const keys of this.collections.values()) total += keys.size;
+    if (this.forgottenInMaps < 4096 || this.forgottenInMaps * 2 < total) return;
+    for (const [collection, keys] of this.collections) {
+      const kept = new Map<string, KeyEntry>();
+      for (const [key, entry] of keys) if (!entry.forgotten) kept.set(key, entry);
+      if (kept.size === 0) this.collections.delete(collection);
+      else this.collections.set(collection, kept);
+    }
+    this.forgottenInMaps = 0;
   }
 
   private addMember(segment: number, entry: KeyEntry): void {

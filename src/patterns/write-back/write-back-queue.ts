@@ -80,8 +80,15 @@ interface RoomWaiter {
 const ENTRY_OVERHEAD_BYTES = 64;
 
 export class WriteBackQueue {
-  /** Every key with a write waiting or in flight; one lookup per write on each way through. */
-  private readonly keys = new Map<string, QueuedKey>();
+  /**
+   * Every key with a write waiting or in flight, and keys that had one (both fields undefined):
+   * an emptied key is not deleted at once but reused by its next write, and the map is rebuilt
+   * without the empty ones once they are the majority (`dropEmptyKeys`). A delete per flushed
+   * key cost more than the rest of its bookkeeping: each is a random access into a large table.
+   */
+  private keys = new Map<string, QueuedKey>();
+  /** Keys in `keys` with neither a pending nor an in-flight write. */
+  private emptyKeys = 0;
   /** The keys with a write waiting to be sent, in the order they became dirty. */
   private readonly order = new DirtyOrder<QueuedKey>();
   /** The writes of each batch on its way to the database. */
@@ -119,7 +126,7 @@ export class WriteBackQueue {
 
   /** The newest accepted write of `key` not yet known to be in the database. */
   peek(key: string): PendingWrite | undefined {
-    if (this.keys.size === 0) return undefined;
+    if (this.keys.size === this.emptyKeys) return undefined;
     const queued = this.keys.get(key);
     return queued === undefined ? undefined : (queued.pending ?? queued.inflight);
   }
@@ -342,7 +349,7 @@ export class WriteBackQueue {
     let bytes = 0;
     for (const write of writes) {
       const queued = this.keys.get(write.key);
-      if (queued === undefined) keys++;
+      if (queued === undefined || (queued.pending === undefined && queued.inflight === undefined)) keys++;
       bytes += sizeOf(write) - (queued?.pending?.bytes ?? 0);
     }
     return { keys, bytes };
@@ -372,6 +379,7 @@ export class WriteBackQueue {
       return entry;
     }
     if (queued === undefined) this.keys.set(write.key, (queued = { pending: undefined, inflight: undefined, slot: -1 }));
+    else if (queued.pending === undefined && queued.inflight === undefined) this.emptyKeys--;
     if (old !== undefined) {
       // The key keeps its place: it stays where it first became dirty.
       this.bytes -= old.bytes;
@@ -469,6 +477,17 @@ export class WriteBackQueue {
       }
       this.pump();
     });
+  }
+
+  /** Rebuilds `keys` without the emptied keys once they outnumber the rest: one sequential pass. */
+  private dropEmptyKeys(): void {
+    if (this.emptyKeys < 4096 || this.emptyKeys * 2 < this.keys.size) return;
+    const kept = new Map<string, QueuedKey>();
+    if (this.emptyKeys < this.keys.size) {
+      for (const [key, queued] of this.keys) if (queued.pending !== undefined || queued.inflight !== undefined) kept.set(key, queued);
+    }
+    this.keys = kept;
+    this.emptyKeys = 0;
   }
 
   /** The writes in batches on their way to the database. */
@@ -629,8 +648,9 @@ export class WriteBackQueue {
           retryDelay = Math.max(retryDelay, delay);
         }
       }
-      if (queued.pending === undefined) this.keys.delete(w.key);
+      if (queued.pending === undefined) this.emptyKeys++;
     });
+    this.dropEmptyKeys();
     // Releasing a write releases the older writes of its key in the journal, never newer ones.
     if (released.length > 0) this.journal?.release(released);
     if (retried > 0) {
