@@ -53,6 +53,9 @@ function order(n: number): Order {
   return { id: n, customer: `c${n % 9973}`, items: [{ sku: `s${n % 101}`, qty: 1 + (n % 3) }], total: (n % 10_000) / 100 };
 }
 
+/** statement_timeout of the benchmark's pools, and the stores' statementTimeout. */
+const STATEMENT_TIMEOUT_MS = 10_000;
+
 const quick = flags.quick === true;
 const rounds = quick ? 3 : (flags.rounds as number);
 const roundMs = quick ? 300 : (flags['round-ms'] as number);
@@ -103,8 +106,9 @@ await main(async () => {
     { name: 'write-through', op: (n) => through.set(`o${n}`, order(n)) },
   ];
   if (usePostgres) {
-    const pool = pgPool(10, 'bench-write-through', { statement_timeout: 10_000 });
-    const throughPg = (await open(false, postgresStore({ pool, schema, tablePrefix: 'through_' }))).collection<Order>('orders', { write: 'through', read: 'through' });
+    // The pool's statement_timeout is the store's: each write is one autocommit statement.
+    const pool = pgPool(10, 'bench-write-through', { statement_timeout: STATEMENT_TIMEOUT_MS });
+    const throughPg = (await open(false, postgresStore({ pool, schema, tablePrefix: 'through_', statementTimeout: STATEMENT_TIMEOUT_MS }))).collection<Order>('orders', { write: 'through', read: 'through' });
     ingest.push({ name: 'write-through, PostgreSQL', op: (n) => throughPg.set(`o${n}`, order(n)) });
   }
   for (const concurrency of flags.concurrency as number[]) {
@@ -167,16 +171,17 @@ await main(async () => {
   if (usePostgres) {
     const admin = pgPool(1, 'bench-admin');
     await admin.query(`CREATE TABLE "${schema}".raw_orders ("key" text COLLATE "C" PRIMARY KEY, "value" text, "version" bigint NOT NULL, "updated_at" timestamptz NOT NULL DEFAULT now())`);
-    // Both pools' connections carry a statement_timeout: the store then sends each batch as one
-    // autocommit statement, as the raw upsert does (without one it wraps batches in a transaction).
-    const rawPool = pgPool(2, 'bench-raw', { statement_timeout: 10_000 });
-    const cwPool = pgPool(2, 'bench-cachewise', { statement_timeout: 10_000 });
+    // Both pools' connections carry the store's statement_timeout: the store then sends each batch
+    // as one autocommit statement, as the raw upsert does. (With none, or a longer one than its
+    // own, it wraps each batch in a transaction with SET LOCAL: three round trips.)
+    const rawPool = pgPool(2, 'bench-raw', { statement_timeout: STATEMENT_TIMEOUT_MS });
+    const cwPool = pgPool(2, 'bench-cachewise', { statement_timeout: STATEMENT_TIMEOUT_MS });
     const upsert =
       `INSERT INTO "${schema}".raw_orders AS t ("key", "value", "version", "updated_at") ` +
       'SELECT w."key", w."value", w."version", now() FROM unnest($1::text[], $2::text[], $3::bigint[]) AS w("key", "value", "version") ' +
       'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at" ' +
       'WHERE t."version" < excluded."version"';
-    await flushCase('PostgreSQL', () => postgresStore({ pool: cwPool, schema }), async (rows, first) => {
+    await flushCase('PostgreSQL', () => postgresStore({ pool: cwPool, schema, statementTimeout: STATEMENT_TIMEOUT_MS }), async (rows, first) => {
       let nextBatch = first;
       const end = first + rows;
       const loop = async () => {
