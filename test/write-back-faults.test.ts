@@ -148,7 +148,8 @@ describe('write-back: waiting through failures (contract 10)', () => {
     await withWriteBack<Item>({ flush: { maxDelay: '10ms' }, retry: { baseDelay: '50ms' } }, async (f) => {
       f.store.writeFaults = ['throw'];
       let answer!: () => void;
-      f.store.writeHold = new Promise((resolve) => (answer = resolve));
+      const held = new Promise<void>((resolve) => (answer = resolve));
+      f.store.writeHold = () => held;
       const first = await f.items.set('a', { n: 1 });
       f.clock.advance(10); // the batch with n=1 is on its way, and will fail once answered
       await f.settle();

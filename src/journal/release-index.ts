@@ -30,8 +30,8 @@ export interface KeyEntry {
 export class ReleaseIndex {
   /**
    * Per collection, the entry of each key. A forgotten entry stays in its map, marked, until the
-   * forgotten ones are the majority; then the map is rebuilt without them in one sequential pass.
-   * Deleting each at once cost a random access into a large table per key.
+   * forgotten ones outnumber the rest four to one; then the map is rebuilt without them in one
+   * pass. Deleting each at once cost a random access into a large table per key.
    */
   private readonly collections = new Map<string, Map<string, KeyEntry>>();
   private forgottenInMaps = 0;
@@ -139,11 +139,11 @@ export class ReleaseIndex {
     this.forgottenInMaps++;
   }
 
-  /** Rebuilds the collections' maps without their forgotten entries once those are the majority. */
+  /** Rebuilds the collections' maps without their forgotten entries once those outnumber the rest four to one. */
   private dropForgotten(): void {
     let total = 0;
     for (const keys of this.collections.values()) total += keys.size;
-    if (this.forgottenInMaps < 4096 || this.forgottenInMaps * 2 < total) return;
+    if (this.forgottenInMaps < 4096 || this.forgottenInMaps < 4 * (total - this.forgottenInMaps)) return;
     for (const [collection, keys] of this.collections) {
       const kept = new Map<string, KeyEntry>();
       for (const [key, entry] of keys) if (!entry.forgotten) kept.set(key, entry);

@@ -30,8 +30,8 @@ export class FaultyStore implements Store {
   poisoned = new Set<string>();
   /** Milliseconds added before each call answers. */
   delayMs = 0;
-  /** While set, a write call waits for it before going on (faults apply after it). */
-  writeHold: Promise<void> | undefined;
+  /** While set, a write call waits for what it returns for the call's number (1, 2, ...) before going on; faults apply after it. */
+  writeHold: ((call: number) => Promise<void> | undefined) | undefined;
   /** Calls seen, for assertions. */
   readonly calls = { load: 0, loadMany: 0, write: 0, writtenEntries: 0, batchSizes: [] as number[] };
   /** Every write batch handed to the inner store, in order. */
@@ -63,7 +63,8 @@ export class FaultyStore implements Store {
   async write(collection: string, writes: readonly StoreWrite[]): Promise<WriteOutcome[]> {
     this.calls.write++;
     this.calls.batchSizes.push(writes.length);
-    if (this.writeHold !== undefined) await this.writeHold;
+    const hold = this.writeHold?.(this.calls.write);
+    if (hold !== undefined) await hold;
     await this.delay();
     if (this.down) throw notApplied(new Error('injected: database unavailable'));
     const fault = this.writeFaults.shift();

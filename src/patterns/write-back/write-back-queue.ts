@@ -61,6 +61,7 @@ export interface PendingWrite extends IncomingWrite {
 
 /** A key in the queue: its write waiting to be sent, and its write in a batch now (either or both). */
 interface QueuedKey extends InOrder {
+  readonly key: string;
   pending: PendingWrite | undefined;
   inflight: PendingWrite | undefined;
 }
@@ -83,8 +84,9 @@ export class WriteBackQueue {
   /**
    * Every key with a write waiting or in flight, and keys that had one (both fields undefined):
    * an emptied key is not deleted at once but reused by its next write, and the map is rebuilt
-   * without the empty ones once they are the majority (`dropEmptyKeys`). A delete per flushed
-   * key cost more than the rest of its bookkeeping: each is a random access into a large table.
+   * from the keys still queued once the empty ones outnumber them four to one (`dropEmptyKeys`).
+   * A delete per flushed key cost more than the rest of its bookkeeping: each is a random access
+   * into a large table.
    */
   private keys = new Map<string, QueuedKey>();
   /** Keys in `keys` with neither a pending nor an in-flight write. */
@@ -378,7 +380,7 @@ export class WriteBackQueue {
       if (position !== undefined) this.journal?.release([position]);
       return entry;
     }
-    if (queued === undefined) this.keys.set(write.key, (queued = { pending: undefined, inflight: undefined, slot: -1 }));
+    if (queued === undefined) this.keys.set(write.key, (queued = { key: write.key, pending: undefined, inflight: undefined, slot: -1 }));
     else if (queued.pending === undefined && queued.inflight === undefined) this.emptyKeys--;
     if (old !== undefined) {
       // The key keeps its place: it stays where it first became dirty.
@@ -479,12 +481,17 @@ export class WriteBackQueue {
     });
   }
 
-  /** Rebuilds `keys` without the emptied keys once they outnumber the rest: one sequential pass. */
+  /**
+   * Rebuilds `keys` from the keys still queued (the order and the batches out) once the emptied
+   * keys outnumber them four to one: the work is a small multiple of the keys emptied meanwhile.
+   */
   private dropEmptyKeys(): void {
-    if (this.emptyKeys < 4096 || this.emptyKeys * 2 < this.keys.size) return;
+    const queued = this.keys.size - this.emptyKeys;
+    if (this.emptyKeys < 4096 || this.emptyKeys < 4 * queued) return;
     const kept = new Map<string, QueuedKey>();
-    if (this.emptyKeys < this.keys.size) {
-      for (const [key, queued] of this.keys) if (queued.pending !== undefined || queued.inflight !== undefined) kept.set(key, queued);
+    if (queued > 0) {
+      for (const member of this.order.values()) kept.set(member.key, member);
+      for (const w of this.inflightWrites()) kept.set(w.key, this.keys.get(w.key) as QueuedKey);
     }
     this.keys = kept;
     this.emptyKeys = 0;
