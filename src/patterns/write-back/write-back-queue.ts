@@ -99,7 +99,7 @@ export class WriteBackQueue {
   /** Keys both in flight and pending again (written while their batch was out). */
   private inBoth = 0;
   private bytes = 0;
-  /** Entries put back after a failure sit out of first-dirty order in `pending`. */
+  /** Entries put back after a failure sit out of first-dirty order in `order`. */
   private retriedInPending = 0;
   private batchesInFlight = 0;
   private forcing = 0;
