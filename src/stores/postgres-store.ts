@@ -23,7 +23,8 @@
  *
  * Array parameters (keys, values and versions of a batch, keys of a read) go in PostgreSQL's binary
  * array format (postgres-binary-arrays.ts): pg's text form escapes every quote of every JSON value,
- * and the server parses it back.
+ * and the server parses it back. pg's JavaScript client sends a Buffer parameter in binary format;
+ * `pg-native` would send it as text, so its pools are not supported.
  *
  * Values are TEXT, not JSONB: the store hands back exactly the JSON text the cache wrote (key
  * order, repeated keys, and the `\u0000` and lone-surrogate escapes that JSONB refuses), and no
