@@ -111,6 +111,7 @@ export async function withWriteBack<T>(
       store.down = false;
       store.writeFaults = [];
       store.poisoned.clear();
+      store.writeHold = undefined;
       await fixture.close({ timeout: '10s' });
     } else {
       await closing;
