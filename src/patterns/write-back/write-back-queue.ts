@@ -66,9 +66,8 @@ interface QueuedKey extends InOrder {
   inflight: PendingWrite | undefined;
 }
 
-/** A flush() or persisted() call: how many of its writes are still in the queue. */
+/** A flush() or persisted() call. */
 interface FlushWaiter {
-  remaining: number;
   /** Called once per write it waits for, when that write leaves the queue (failure: dead-lettered). */
   readonly settled: (w: PendingWrite, failure: string | undefined) => void;
 }
@@ -93,8 +92,8 @@ export class WriteBackQueue {
   private emptyKeys = 0;
   /** The keys with a write waiting to be sent, in the order they became dirty. */
   private readonly order = new DirtyOrder<QueuedKey>();
-  /** The writes of each batch on its way to the database. */
-  private readonly sending = new Set<readonly PendingWrite[]>();
+  /** The keys of each batch on its way to the database (each with its write in `inflight`). */
+  private readonly sending = new Set<readonly QueuedKey[]>();
   private inflightCount = 0;
   /** Keys both in flight and pending again (written while their batch was out). */
   private inBoth = 0;
@@ -288,7 +287,7 @@ export class WriteBackQueue {
   async flush(timeoutMs = Infinity): Promise<void> {
     // A key both in flight and pending again is done when its pending write is.
     const writes: PendingWrite[] = [];
-    for (const w of this.inflightWrites()) if (this.inBoth === 0 || this.keys.get(w.key)?.pending === undefined) writes.push(w);
+    for (const batch of this.sending) for (const queued of batch) if (queued.pending === undefined) writes.push(queued.inflight as PendingWrite);
     for (const w of this.pendingWrites()) writes.push(w);
     await this.waitFor(writes, timeoutMs, true);
   }
@@ -351,7 +350,7 @@ export class WriteBackQueue {
     let bytes = 0;
     for (const write of writes) {
       const queued = this.keys.get(write.key);
-      if (queued === undefined || (queued.pending === undefined && queued.inflight === undefined)) keys++;
+      if (queued === undefined || isEmpty(queued)) keys++;
       bytes += sizeOf(write) - (queued?.pending?.bytes ?? 0);
     }
     return { keys, bytes };
@@ -381,7 +380,7 @@ export class WriteBackQueue {
       return entry;
     }
     if (queued === undefined) this.keys.set(write.key, (queued = { key: write.key, pending: undefined, inflight: undefined, slot: -1 }));
-    else if (queued.pending === undefined && queued.inflight === undefined) this.emptyKeys--;
+    else if (isEmpty(queued)) this.emptyKeys--;
     if (old !== undefined) {
       // The key keeps its place: it stays where it first became dirty.
       this.bytes -= old.bytes;
@@ -430,6 +429,7 @@ export class WriteBackQueue {
     return new Promise<void>((resolve, reject) => {
       let cancelTimeout: (() => void) | undefined;
       let finished = false;
+      let remaining = writes.length;
       const failed: { key: string; version: number; reason: string }[] = [];
       const release = keepAlive();
       const finish = (error?: Error) => {
@@ -441,11 +441,10 @@ export class WriteBackQueue {
         else resolve();
       };
       const waiter: FlushWaiter = {
-        remaining: writes.length,
         settled: (w, failure) => {
           if (finished) return;
           if (failure !== undefined) failed.push({ key: w.key, version: w.version, reason: failure });
-          if (--waiter.remaining > 0) return;
+          if (--remaining > 0) return;
           if (failed.length === 0) return finish();
           const shown = failed.slice(0, 5).map((f) => `"${f.key}" (${f.reason})`);
           if (failed.length > 5) shown.push(`${failed.length - 5} more`);
@@ -491,7 +490,7 @@ export class WriteBackQueue {
     const kept = new Map<string, QueuedKey>();
     if (queued > 0) {
       for (const member of this.order.values()) kept.set(member.key, member);
-      for (const w of this.inflightWrites()) kept.set(w.key, this.keys.get(w.key) as QueuedKey);
+      for (const batch of this.sending) for (const member of batch) kept.set(member.key, member);
     }
     this.keys = kept;
     this.emptyKeys = 0;
@@ -499,7 +498,7 @@ export class WriteBackQueue {
 
   /** The writes in batches on their way to the database. */
   private *inflightWrites(): Generator<PendingWrite, void, undefined> {
-    for (const entries of this.sending) yield* entries;
+    for (const batch of this.sending) for (const queued of batch) yield queued.inflight as PendingWrite;
   }
 
   /** The writes waiting to be sent, in first-dirty order. */
@@ -606,14 +605,14 @@ export class WriteBackQueue {
    */
   private async send(batch: readonly QueuedKey[], free: () => void): Promise<void> {
     const entries = batch.map((queued) => queued.inflight as PendingWrite);
-    this.sending.add(entries);
+    this.sending.add(batch);
     const writes: StoreWrite[] = entries.map((w) =>
       w.op === 'set' ? { op: 'set', key: w.key, version: w.version, json: w.data!.json } : { op: 'delete', key: w.key, version: w.version },
     );
     // Read before the commit: the cache writes after it are refused if the tier lost its memory meanwhile.
     const generation = this.ctx.tier.generation?.();
     const outcomes = await commit(this.ctx, writes);
-    this.sending.delete(entries);
+    this.sending.delete(batch);
     free();
     const released: JournalPosition[] = [];
     let retryError: unknown;
@@ -655,7 +654,7 @@ export class WriteBackQueue {
           retryDelay = Math.max(retryDelay, delay);
         }
       }
-      if (queued.pending === undefined) this.emptyKeys++;
+      if (isEmpty(queued)) this.emptyKeys++;
     });
     this.dropEmptyKeys();
     // Releasing a write releases the older writes of its key in the journal, never newer ones.
@@ -706,6 +705,11 @@ export class WriteBackQueue {
     this.deadLetters.add({ collection: this.ctx.name, key: w.key, op: w.op, version: w.version, json: w.json, reason, attempts: w.attempts, at: this.ctx.clock.now() });
     this.ctx.events.emit('dead-letter', { collection: this.ctx.name, key: w.key, version: w.version, reason, attempts: w.attempts });
   }
+}
+
+/** A key whose writes all left the queue: kept in `keys` for reuse until the next rebuild. */
+function isEmpty(queued: QueuedKey): boolean {
+  return queued.pending === undefined && queued.inflight === undefined;
 }
 
 function sizeOf(write: IncomingWrite): number {
