@@ -62,10 +62,28 @@ export class Collection<T> {
    * The value of `key`, or undefined. Read-through loads a miss from the database (one load per
    * key at a time); cache-aside only looks in the cache. Values are deeply frozen.
    */
-  async get(key: string): Promise<T | undefined> {
-    assertKey(key);
-    if (!this.preparation.ready) await this.preparation.wait();
-    return (this.ctx.policy.read === 'through' ? this.reads.get(key) : this.lookupValue(key)) as T | undefined;
+  get(key: string): Promise<T | undefined> {
+    // Not async: a hit on a remote tier is the hot path, and an async function that returns the
+    // read's promise adds a promise and two microtasks to it.
+    try {
+      assertKey(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (!this.preparation.ready) return this.preparation.wait().then(() => this.read(key));
+    return this.read(key);
+  }
+
+  /** The read itself: a promise always, never a synchronous throw. */
+  private read(key: string): Promise<T | undefined> {
+    let value: unknown;
+    try {
+      value = this.ctx.policy.read === 'through' ? this.reads.get(key) : this.lookupValue(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // Values are frozen JSON data, never promises: a promise here is the pending read.
+    return (value instanceof Promise ? value : Promise.resolve(value)) as Promise<T | undefined>;
   }
 
   /** Values of `keys`, in order; misses are loaded in one database batch (read-through). */

@@ -82,6 +82,7 @@ describe('read-through (contract 6)', () => {
       expiries.push(entry!.freshUntil - clock.now());
     }
     assert.ok(expiries.every((ttl) => ttl >= 80_000 && ttl <= 100_000), 'within bounds');
+    assert.ok(expiries.every(Number.isInteger), 'whole milliseconds');
     assert.ok(new Set(expiries.map((e) => Math.round(e / 1000))).size > 10, 'spread out, not one instant');
     await cache.close();
     sqlite.cleanup();

@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ManualClock } from '../src/clock.js';
 import { isCachewiseError } from '../src/errors.js';
@@ -213,6 +214,32 @@ function registerSuites(skipOwned: false | string): void {
         assert.equal(await tier.set(key, value(10, 'fixed')), true, `${key}: replaced by a newer write`);
         assert.equal(((await tier.get(key)) as { value: unknown }).value, 'fixed');
       }
+    });
+
+    test('header numbers read as Number() reads them: whole numbers of any length, fractions, exponents, Infinity', async () => {
+      const prefix = nextPrefix();
+      const tier = redisTier({ client: shared(), prefix });
+      const later = Date.now() + 3_600_000;
+      const fields = [
+        '0', '7', '0012', '123456789012345', '999999999999999', '1000000000000000', '9007199254740991', '12345678901234567890',
+        `${later}.395`, `${later}.5e0`, '1e300', '-5', '+5', String(Number.MAX_SAFE_INTEGER),
+      ];
+      await shared().set(`${prefix}{c:inf}`, `value 1 ${later} Infinity\n"x"`);
+      assert.equal((await tier.get('c:inf'))?.staleUntil, Infinity);
+      await fc.assert(
+        fc.asyncProperty(
+          fc.oneof(fc.constantFrom(...fields), fc.nat({ max: Number.MAX_SAFE_INTEGER }).map(String), fc.bigInt({ min: 0n, max: 10n ** 22n }).map(String), fc.double({ min: 0, max: 1e16, noNaN: true }).map(String)),
+          fc.oneof(fc.constantFrom(...fields), fc.integer({ min: later, max: later * 2 }).map(String), fc.double({ min: later, max: later * 2, noNaN: true }).map(String)),
+          async (version, fresh) => {
+            await shared().set(`${prefix}{c:n}`, `value ${version} ${fresh} Infinity\n1`);
+            const entry = await tier.get('c:n');
+            assert.ok(entry !== undefined, `${version} ${fresh}`);
+            assert.equal(entry.version, Number(version));
+            assert.equal(entry.freshUntil, Number(fresh));
+          },
+        ),
+        { numRuns: 200 },
+      );
     });
 
     test('an entry of another type (a hash of the earlier layout) reads as a miss, and every script replaces it', async () => {

@@ -60,41 +60,59 @@ export class CollectionContext {
    * Runs a tier call within the tier timeout and through the circuit breaker; failures are
    * counted and reported, then rethrown. An open circuit fails at once.
    *
-   * Not async, like the two reads below: they are the hot path of a hit, and every async layer
+   * Not async, like the reads below: they are the hot path of a hit, and every async layer
    * costs a promise and a microtask.
    */
   callTier<T>(operation: string, key: string | undefined, call: () => Promise<T>, timeoutMs = this.tierTimeoutMs): Promise<T> {
+    return this.guardTier(operation, key, call, timeoutMs, identity, rethrow);
+  }
+
+  /** The tier's entry for `key`, within the read timeout (see TierCapabilities.getTimeoutMs). */
+  tierGet(key: string): Promise<TierEntry | undefined> {
+    return this.tierGetThen(key, identity, rethrow);
+  }
+
+  /**
+   * tierGet with the caller's next step in the same callback: `onEntry` gets the tier's answer,
+   * `onDown` runs when the tier failed, timed out or its circuit is open (the failure already
+   * counted and reported). One promise hop fewer than tierGet().then(...), for a hit.
+   */
+  tierGetThen<R>(key: string, onEntry: (entry: TierEntry | undefined) => R, onDown: (error: unknown) => R): Promise<Awaited<R>> {
+    return this.guardTier('get', key, () => this.tier.get(this.tierKey(key)), this.readTimeoutMs, onEntry, onDown);
+  }
+
+  private guardTier<T, R>(
+    operation: string,
+    key: string | undefined,
+    call: () => Promise<T>,
+    timeoutMs: number,
+    onResult: (result: T) => R,
+    onFailure: (error: unknown) => R,
+  ): Promise<Awaited<R>> {
     if (this.breaker !== undefined && !this.breaker.allow()) {
       this.stats.counters.tierErrors++;
-      return Promise.reject(
-        new CachewiseError('E_TIMEOUT', `the cache tier is unavailable (circuit open) for ${operation}`, 'wait: the tier is probed again after a cooldown; reads are served from the database meanwhile'),
-      );
+      const open = new CachewiseError('E_TIMEOUT', `the cache tier is unavailable (circuit open) for ${operation}`, 'wait: the tier is probed again after a cooldown; reads are served from the database meanwhile');
+      return Promise.reject(open).then(undefined, onFailure) as Promise<Awaited<R>>;
     }
     let pending: Promise<T>;
     try {
       pending = call();
     } catch (error) {
-      return Promise.reject(this.tierFailed(operation, key, error));
+      return Promise.reject(this.tierFailed(operation, key, error)).then(undefined, onFailure) as Promise<Awaited<R>>;
     }
     if (timeoutMs > 0) pending = withTimeout(pending, timeoutMs, `cache tier ${operation}`);
-    return pending.then(this.tierSucceeded, (error: unknown) => {
-      throw this.tierFailed(operation, key, error);
-    });
-  }
-
-  /** The tier's entry for `key`, within the read timeout (see TierCapabilities.getTimeoutMs). */
-  tierGet(key: string): Promise<TierEntry | undefined> {
-    return this.callTier('get', key, () => this.tier.get(this.tierKey(key)), this.readTimeoutMs);
+    return pending.then(
+      (result) => {
+        this.breaker?.success();
+        return onResult(result);
+      },
+      (error: unknown) => onFailure(this.tierFailed(operation, key, error)),
+    ) as Promise<Awaited<R>>;
   }
 
   tierGetMany(keys: readonly string[]): Promise<(TierEntry | undefined)[]> {
     return this.callTier('getMany', undefined, () => this.tier.getMany(keys.map((key) => this.tierKey(key))), this.readTimeoutMs);
   }
-
-  private readonly tierSucceeded = <T>(result: T): T => {
-    this.breaker?.success();
-    return result;
-  };
 
   private tierFailed(operation: string, key: string | undefined, error: unknown): unknown {
     this.breaker?.failure();
@@ -235,12 +253,24 @@ export class CollectionContext {
     if (this.quarantined.size > 0) this.scheduleRepair();
   }
 
+  /**
+   * The TTL less a random jitter, in whole milliseconds (rounded up, so a positive TTL never
+   * becomes 0): entry times stay integers, which a remote tier writes and reads back shorter.
+   */
   private jitteredTtl(ttlMs: number): number {
     const jitter = this.policy.ttlJitter;
-    return jitter > 0 ? ttlMs * (1 - jitter * Math.random()) : ttlMs;
+    return jitter > 0 ? Math.ceil(ttlMs * (1 - jitter * Math.random())) : ttlMs;
   }
 
   private staleWindowMs(): number {
     return Math.max(this.policy.staleWhileRevalidateMs, this.policy.staleIfErrorMs);
   }
+}
+
+function identity<T>(value: T): T {
+  return value;
+}
+
+function rethrow(error: unknown): never {
+  throw error;
 }

@@ -48,7 +48,8 @@ export class ReadPath {
     const cached = this.cachedInProcess(key);
     if (cached !== undefined) return this.settle(key, cached);
     // One callback from the tier's answer to the caller's value: a hit on a remote tier is hot.
-    return this.ctx.tierGet(key).then(
+    return this.ctx.tierGetThen(
+      key,
       (entry) => this.settle(key, this.judge(entry)),
       () => this.settle(key, this.miss(undefined, true)),
     );
