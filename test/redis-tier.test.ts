@@ -203,6 +203,7 @@ function registerSuites(skipOwned: false | string): void {
         `value 3 0 ${until}`, // no header line
         `value  0 ${until}\n1`, // an empty version
         `value 3 0\n1`, // a field missing
+        `absent 3\n 0 ${until}\n`, // a newline inside the header
         `other 3 0 ${until}\n1`, // an unknown kind
         '',
       ];

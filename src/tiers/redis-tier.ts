@@ -47,7 +47,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { systemClock, type Clock } from '../clock.js';
-import { decodeValue, encodeValue } from '../codec.js';
+import { encodeValue } from '../codec.js';
+import { decodeEntry } from './redis-entry-text.js';
 import { CachewiseError } from '../errors.js';
 import { withTimeout } from '../util/timeout.js';
 import { REDIS_SCRIPTS, type RedisScriptName } from './redis-scripts.js';
@@ -430,61 +431,6 @@ export async function redisEvictionPolicy(client: RedisClient): Promise<string> 
   } catch {
     return 'unknown';
   }
-}
-
-/**
- * An entry from its stored string (`<kind> <version> <freshUntil> <staleUntil>\n<json>`, see
- * redis-scripts.ts), or undefined when the string is missing or malformed.
- */
-function decodeEntry(text: string | null | undefined): TierEntry | undefined {
-  if (typeof text !== 'string') return undefined;
-  const end = text.indexOf('\n');
-  const a = text.indexOf(' ');
-  const b = text.indexOf(' ', a + 1);
-  const c = text.indexOf(' ', b + 1);
-  if (end < 0 || a <= 0 || b < 0 || c < 0 || c > end) return undefined;
-  const version = headerNumber(text, a + 1, b);
-  const freshUntil = headerNumber(text, b + 1, c);
-  const staleUntil = headerNumber(text, c + 1, end);
-  if (!Number.isFinite(version) || Number.isNaN(freshUntil) || Number.isNaN(staleUntil)) return undefined;
-  const kind = kindOf(text, a);
-  if (kind === 'absent' || kind === 'tombstone') return { kind, version, freshUntil, staleUntil };
-  if (kind !== 'value') return undefined;
-  let value: unknown;
-  try {
-    value = decodeValue(text.slice(end + 1));
-  } catch {
-    return undefined;
-  }
-  return { kind, version, value, freshUntil, staleUntil };
-}
-
-/** The header's kind (the text before its first space, at `a`), without cutting a string out. */
-function kindOf(text: string, a: number): TierEntry['kind'] | undefined {
-  for (const kind of KINDS) if (kind.length === a && text.startsWith(kind)) return kind;
-  return undefined;
-}
-
-const KINDS: readonly TierEntry['kind'][] = ['value', 'absent', 'tombstone'];
-
-/**
- * The number text[start, end) of the header; NaN for an empty field (Number('') would be 0).
- * Versions and times are integers of up to 15 digits, read digit by digit; anything else
- * ('Infinity', a fraction, a sign) goes through Number().
- */
-function headerNumber(text: string, start: number, end: number): number {
-  if (end <= start) return Number.NaN;
-  if (end - start <= 15) {
-    let n = 0;
-    let i = start;
-    for (; i < end; i++) {
-      const digit = text.charCodeAt(i) - 48;
-      if (digit < 0 || digit > 9) break;
-      n = n * 10 + digit;
-    }
-    if (i === end) return n;
-  }
-  return Number(text.slice(start, end));
 }
 
 /**
