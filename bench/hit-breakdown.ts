@@ -13,12 +13,12 @@
  *
  * All steps share one client (auto-pipelining per --pipelining) and read the same prefilled
  * entries. A diagnostic for changing the hit path, not a comparison to quote: it imports an
- * internal module (src/util/timeout.ts) and writes the tier's layout by hand.
+ * internal module of the build (dist/util/timeout.js) and writes the tier's layout by hand.
  *
  *   node --import tsx bench/hit-breakdown.ts [--json] [--quick] [--concurrency 16,64]
  */
-import { createCache, functionStore, redisTier, type Tier } from '../src/index.js';
-import { withTimeout } from '../src/util/timeout.js';
+import { createCache, functionStore, redisTier, type Tier } from './lib/cachewise.js';
+import { withTimeout } from '../dist/util/timeout.js';
 import { commonFlags, parseFlags } from './lib/args.js';
 import { HIT_TTL_MS } from './lib/hit-contenders.js';
 import { machineInfo, printReport, ratiosTo, type CaseResult } from './lib/report.js';

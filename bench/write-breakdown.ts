@@ -25,7 +25,7 @@
  *   node --import tsx bench/write-breakdown.ts [--json] [--quick] [--concurrency 1,16]
  */
 import type pg from 'pg';
-import { redisTier } from '../src/index.js';
+import { redisTier } from './lib/cachewise.js';
 import { commonFlags, parseFlags } from './lib/args.js';
 import { machineInfo, printReport, ratiosTo, type CaseResult } from './lib/report.js';
 import { compare, type Contender } from './lib/runner.js';

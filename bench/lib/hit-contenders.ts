@@ -10,7 +10,7 @@
  * `prefix`; the caller deletes them.
  */
 import type { Redis } from 'ioredis';
-import { createCache, functionStore, redisTier, type Collection } from '../../src/index.js';
+import { createCache, functionStore, redisTier, type Collection } from './cachewise.js';
 import type { Contender } from './runner.js';
 import { keyOf, profile, type Profile } from './workload.js';
 

@@ -14,7 +14,7 @@
  */
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
-import { createCache, postgresMigrationSql, postgresStore, redisTier, type Collection } from '../../src/index.js';
+import { createCache, postgresMigrationSql, postgresStore, redisTier, type Collection } from './cachewise.js';
 import type { Contender } from './runner.js';
 import { keyOf, profile, type Profile } from './workload.js';
 
