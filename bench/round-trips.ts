@@ -9,7 +9,7 @@
  * shared server (DATABASE_URL), in a random schema dropped at the end; statements are counted by
  * wrapping each pool connection's query().
  *
- *   node --import tsx bench/round-trips.ts [--json] [--ops 20000] [--concurrency 16]
+ *   node --import tsx bench/round-trips.ts [--json] [--quick] [--ops 20000] [--concurrency 16]
  */
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
@@ -30,6 +30,7 @@ const flags = parseFlags('node --import tsx bench/round-trips.ts [flags]\n\nComm
   { name: 'ops', type: 'int', description: 'operations per contender for the CPU figures', default: 20_000 },
   { name: 'concurrency', type: 'int', description: 'concurrent loops for the CPU figures', default: 16 },
   { name: 'sample', type: 'int', description: 'operations watched with MONITOR', default: 20 },
+  { name: 'quick', type: 'boolean', description: 'a smoke run: 2,000 operations, 500 of warm-up, 5 watched', default: false },
   { name: 'help', type: 'boolean', description: 'print this help', default: false },
 ]);
 
@@ -148,9 +149,11 @@ function render(dissections: readonly Dissection[], options: { ops: number; conc
 }
 
 await main(async () => {
-  const ops = flags.ops as number;
+  const quick = flags.quick === true;
+  const ops = quick ? 2_000 : (flags.ops as number);
   const concurrency = flags.concurrency as number;
-  const sample = flags.sample as number;
+  const sample = quick ? 5 : (flags.sample as number);
+  const warmUpOps = quick ? 500 : WARM_UP_OPS;
   const id = runId();
   const prefix = `bench:${id}:`;
   const schema = `bench_${id}`;
@@ -208,8 +211,8 @@ await main(async () => {
   /** MONITOR over `sample` sequential operations, then CPU over `ops` operations at `concurrency`. */
   async function dissect(operation: string, contender: Contender, redisUrl: string, log: StatementLog): Promise<Dissection> {
     let sequence = 1_000_000;
-    await runCount(contender, concurrency, WARM_UP_OPS, sequence); // scripts loaded, pools filled, code compiled
-    sequence += WARM_UP_OPS;
+    await runCount(contender, concurrency, warmUpOps, sequence); // scripts loaded, pools filled, code compiled
+    sequence += warmUpOps;
 
     const monitorClient = redisClient({ connectionName: 'bench-monitor' }, redisUrl);
     const monitor = await monitorClient.monitor();
