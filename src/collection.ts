@@ -63,25 +63,19 @@ export class Collection<T> {
    * key at a time); cache-aside only looks in the cache. Values are deeply frozen.
    */
   get(key: string): Promise<T | undefined> {
-    // Not async: a hit on a remote tier is the hot path, and an async function that returns the
-    // read's promise adds a promise and two microtasks to it.
+    // Not async (an async function that returns the read's promise adds a promise and two
+    // microtasks to a hit on a remote tier), but it never throws: errors reject.
     try {
       assertKey(key);
+      if (!this.preparation.ready) return this.preparation.wait().then(() => this.read(key));
+      return this.read(key);
     } catch (error) {
       return Promise.reject(error);
     }
-    if (!this.preparation.ready) return this.preparation.wait().then(() => this.read(key));
-    return this.read(key);
   }
 
-  /** The read itself: a promise always, never a synchronous throw. */
   private read(key: string): Promise<T | undefined> {
-    let value: unknown;
-    try {
-      value = this.ctx.policy.read === 'through' ? this.reads.get(key) : this.lookupValue(key);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    const value = this.ctx.policy.read === 'through' ? this.reads.get(key) : this.lookupValue(key);
     // Values are frozen JSON data, never promises: a promise here is the pending read.
     return (value instanceof Promise ? value : Promise.resolve(value)) as Promise<T | undefined>;
   }

@@ -58,4 +58,23 @@ describe('journal release index', () => {
     assert.deepEqual(remark, [entry], 'its records in segments 1 and 2 are released: the mark must be written again');
     assert.equal(entry!.markSegment, undefined);
   });
+
+  test('forgotten entries stay in the maps until they outnumber the live ones four to one (and are at least 4,096), then go in one rebuild', async () => {
+    const index = new ReleaseIndex();
+    const release = (entries: KeyEntry[]) => entries.forEach((entry) => index.release(entry, entry.segments[1]!, () => undefined));
+    const few = filled(index, 1, 1_000);
+    const live = filled(index, 2, 2_000, 1_000);
+    release(few);
+    await index.dropSegments(new Set([1]), async () => undefined);
+    assert.equal(index.heldEntries, 3_000, '1,000 forgotten: kept, marked');
+    assert.notEqual(index.entry('orders', 'k1'), few[1], 'a forgotten key starts afresh');
+    const many = filled(index, 3, 7_000, 3_000);
+    release(many);
+    await index.dropSegments(new Set([3]), async () => undefined);
+    assert.equal(index.heldEntries, 10_000, '7,999 forgotten against 2,001 live: still kept');
+    release(live);
+    await index.dropSegments(new Set([2]), async () => undefined);
+    assert.equal(index.heldEntries, 1, 'all but k1 forgotten: the maps are rebuilt without them');
+    assert.equal(index.entry('orders', 'k1').segments.length, 0);
+  });
 });

@@ -11,6 +11,8 @@
  * later a mark that releases it, leave the same state as the live append and release did.
  */
 
+import { worthRebuilding } from '../util/worth-rebuilding.js';
+
 /** Keys forgotten between two pauses of dropSegments. */
 const DROP_CHUNK = 4096;
 
@@ -42,6 +44,13 @@ export class ReleaseIndex {
    * after it moved on; dropSegments checks): deleting a segment visits these, not every key.
    */
   private readonly members = new Map<number, KeyEntry[]>();
+
+  /** Entries held in the maps, forgotten ones not yet dropped included (for tests and stats). */
+  get heldEntries(): number {
+    let held = 0;
+    for (const keys of this.collections.values()) held += keys.size;
+    return held;
+  }
 
   entry(collection: string, key: string): KeyEntry {
     let keys = this.collections.get(collection);
@@ -139,11 +148,9 @@ export class ReleaseIndex {
     this.forgottenInMaps++;
   }
 
-  /** Rebuilds the collections' maps without their forgotten entries once those outnumber the rest four to one. */
+  /** Rebuilds the collections' maps without their forgotten entries once that is worth it (worthRebuilding). */
   private dropForgotten(): void {
-    let total = 0;
-    for (const keys of this.collections.values()) total += keys.size;
-    if (this.forgottenInMaps < 4096 || this.forgottenInMaps < 4 * (total - this.forgottenInMaps)) return;
+    if (!worthRebuilding(this.forgottenInMaps, this.heldEntries - this.forgottenInMaps)) return;
     for (const [collection, keys] of this.collections) {
       const kept = new Map<string, KeyEntry>();
       for (const [key, entry] of keys) if (!entry.forgotten) kept.set(key, entry);

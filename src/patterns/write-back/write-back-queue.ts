@@ -27,6 +27,7 @@ import { recordMs } from '../../stats.js';
 import { commit } from '../commit.js';
 import type { CollectionContext } from '../context.js';
 import { keepAlive } from '../../util/keep-alive.js';
+import { worthRebuilding } from '../../util/worth-rebuilding.js';
 import { backoffMs } from './backoff.js';
 import type { DeadLetterList } from './dead-letters.js';
 import { DirtyOrder, type InOrder } from './dirty-order.js';
@@ -482,11 +483,12 @@ export class WriteBackQueue {
 
   /**
    * Rebuilds `keys` from the keys still queued (the order and the batches out) once the emptied
-   * keys outnumber them four to one: the work is a small multiple of the keys emptied meanwhile.
+   * keys outnumber them enough (worthRebuilding): the work is a small multiple of the keys
+   * emptied meanwhile.
    */
   private dropEmptyKeys(): void {
     const queued = this.keys.size - this.emptyKeys;
-    if (this.emptyKeys < 4096 || this.emptyKeys < 4 * queued) return;
+    if (!worthRebuilding(this.emptyKeys, queued)) return;
     const kept = new Map<string, QueuedKey>();
     if (queued > 0) {
       for (const member of this.order.values()) kept.set(member.key, member);
@@ -604,11 +606,11 @@ export class WriteBackQueue {
    * another thread, as sqliteStore does, then works on it meanwhile).
    */
   private async send(batch: readonly QueuedKey[], free: () => void): Promise<void> {
-    const entries = batch.map((queued) => queued.inflight as PendingWrite);
     this.sending.add(batch);
-    const writes: StoreWrite[] = entries.map((w) =>
-      w.op === 'set' ? { op: 'set', key: w.key, version: w.version, json: w.data!.json } : { op: 'delete', key: w.key, version: w.version },
-    );
+    const writes: StoreWrite[] = batch.map(({ inflight }) => {
+      const w = inflight as PendingWrite;
+      return w.op === 'set' ? { op: 'set', key: w.key, version: w.version, json: w.data!.json } : { op: 'delete', key: w.key, version: w.version };
+    });
     // Read before the commit: the cache writes after it are refused if the tier lost its memory meanwhile.
     const generation = this.ctx.tier.generation?.();
     const outcomes = await commit(this.ctx, writes);
@@ -624,7 +626,7 @@ export class WriteBackQueue {
     const jitter = Math.random();
     this.inflightCount -= batch.length;
     batch.forEach((queued, i) => {
-      const w = entries[i] as PendingWrite;
+      const w = queued.inflight as PendingWrite;
       const outcome = outcomes[i] as WriteOutcome;
       queued.inflight = undefined;
       if (queued.pending !== undefined) this.inBoth--;
