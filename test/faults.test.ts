@@ -165,6 +165,32 @@ describe('write-through under faults (contract 3)', () => {
     await t.done();
   });
 
+  test('a getMany sent while the key is quarantined is not trusted when the repair lands before its answer', async () => {
+    const clock = new ManualClock();
+    const t = await setup({ write: 'through', read: 'through' }, { clock });
+    await t.items.set('k', { n: 1 });
+    t.tier.failing = new Set(['set', 'invalidate']);
+    await t.items.set('k', { n: 2 }); // acknowledged; the tier keeps { n: 1 }: quarantined
+    t.tier.failing.clear();
+    // The tier reads the old copy at once, but its answer arrives only after the repair.
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    const getMany = t.tier.getMany.bind(t.tier);
+    t.tier.getMany = async (keys) => {
+      const entries = await getMany(keys);
+      await answered;
+      return entries;
+    };
+    const reading = t.items.getMany(['k']);
+    await settle();
+    clock.advance(1_000); // REPAIR_INTERVAL_MS: the repair's invalidation lands and lifts the quarantine
+    await settle();
+    assert.equal((await t.cached('k'))?.kind, 'tombstone', 'repaired');
+    answer();
+    assert.deepEqual(await reading, [{ n: 2 }], 'not the old copy read before the repair');
+    await t.done();
+  });
+
   test('a quarantined key stays quarantined when an older write reaches the tier late (its cache step must not lift it)', async () => {
     const t = await setup({ write: 'through', read: 'through' });
     await t.items.set('k', { n: 1 });

@@ -95,6 +95,9 @@ export class ReadPath {
       } else toTier.push(i);
     });
     if (toTier.length === 0) return results;
+    // Quarantine is judged when the read is sent, as get() does: a key whose quarantine ends
+    // while the read is out may have been read before the invalidation that ended it landed.
+    const quarantined = toTier.map((i) => this.ctx.isQuarantined(keys[i]!));
     let entries: (TierEntry | undefined)[] | undefined;
     try {
       entries = await this.ctx.tierGetMany(toTier.map((i) => keys[i]!));
@@ -105,7 +108,7 @@ export class ReadPath {
     const toLoad = new Map<string, { entry: TierEntry | undefined; indexes: number[] }>();
     toTier.forEach((i, n) => {
       const key = keys[i]!;
-      const cached = entries === undefined || this.ctx.isQuarantined(key) ? this.miss(undefined, true) : this.judge(entries[n]);
+      const cached = entries === undefined || quarantined[n] || this.ctx.isQuarantined(key) ? this.miss(undefined, true) : this.judge(entries[n]);
       if (cached.state === 'hit') results[i] = cached.value;
       else if (cached.state === 'stale') {
         results[i] = cached.value;
