@@ -10,7 +10,9 @@
  * in its L1, or goes to L2, which got it before the bus did. An L2 read that started before the
  * write and answers after the invalidation cannot put the old copy into L1: the invalidation left
  * a tombstone in L1, and, should L1 have evicted it, the read is known to have been overtaken by
- * an invalidation of its key (counted per key while L2 calls are in flight).
+ * an invalidation of its key (counted per key while L2 calls are in flight). This instance's own
+ * changes of a key count too: a set once L2 took it, an invalidation or removal both before and
+ * after it reached L2 (a read sent in between may have found the old copy).
  *
  * L1 is read only while the bus says it may be trusted (`bus.connected`). Whenever that changes
  * (the bus connection dropped, or trust came back after a gap in which messages may have been
@@ -137,15 +139,26 @@ class TwoTier implements Tier {
     const call = this.begin(key);
     try {
       applied = await this.l2.set(key, entry, generation);
-      // Not kept (an invalidation overtook it): L1 must still hold nothing older than this write.
-      if (applied && !(await this.keepInL1(key, entry, call))) await this.l1.invalidate(key, entry.version, this.l1MaxTtlMs);
+      if (applied) {
+        // L2 reads of the key already out may answer with what L2 held before: they must not
+        // fill L1 now, even after L1 evicted this entry. This write still may, unless an
+        // invalidation overtook it.
+        const overtaken = this.pending.get(key)!.invalidations !== call.invalidations;
+        const now = this.overtake(key);
+        const kept = !overtaken && (await this.keepInL1(key, entry, { epoch: call.epoch, invalidations: now }));
+        // Not kept: L1 must still hold nothing older than this write.
+        if (!kept) await this.l1.invalidate(key, entry.version, this.l1MaxTtlMs);
+      }
     } catch (error) {
       await this.dropEverywhere(key, entry.version);
       throw error;
     } finally {
       this.end(key);
     }
-    if (!applied) await this.l1.invalidate(key, entry.version, this.l1MaxTtlMs);
+    if (!applied) {
+      this.overtake(key);
+      await this.l1.invalidate(key, entry.version, this.l1MaxTtlMs);
+    }
     await this.bus.publish({ key, version: entry.version });
     return applied;
   }
@@ -155,13 +168,19 @@ class TwoTier implements Tier {
   }
 
   async invalidate(key: string, version: number | undefined, ttlMs: number): Promise<void> {
-    await this.l1.invalidate(key, version, Math.min(ttlMs, this.l1MaxTtlMs));
+    const l1TtlMs = Math.min(ttlMs, this.l1MaxTtlMs);
+    this.overtake(key);
+    await this.l1.invalidate(key, version, l1TtlMs);
     let failure: unknown;
     try {
       await this.l2.invalidate(key, version, ttlMs);
     } catch (error) {
       failure = error;
     }
+    // An L2 read of this instance sent while the invalidation was on its way may have found the
+    // old copy and put it into L1 (should L1 have evicted the tombstone): drop it again.
+    this.overtake(key);
+    await this.l1.invalidate(key, version, l1TtlMs);
     try {
       await this.bus.publish({ key, version });
     } catch (error) {
@@ -171,8 +190,12 @@ class TwoTier implements Tier {
   }
 
   async remove(key: string, version: number): Promise<boolean> {
+    this.overtake(key);
     await this.l1.remove(key, version);
     const removed = await this.l2.remove(key, version);
+    // As in invalidate: an L2 read sent meanwhile may have put the entry back into L1.
+    this.overtake(key);
+    await this.l1.remove(key, version);
     await this.bus.publish({ key, version });
     return removed;
   }
@@ -229,6 +252,12 @@ class TwoTier implements Tier {
     if (--slot.calls === 0) this.pending.delete(key);
   }
 
+  /** Counts a change of `key` against the L2 calls on it in flight (their answers stay out of L1); the new count. */
+  private overtake(key: string): number {
+    const slot = this.pending.get(key);
+    return slot === undefined ? 0 : ++slot.invalidations;
+  }
+
   /** Puts an L2 answer into L1 unless L1 was emptied or the key invalidated meanwhile; says whether it tried. */
   private async keepInL1(key: string, entry: TierEntry, call: { epoch: number; invalidations: number }): Promise<boolean> {
     if (!this.bus.connected || call.epoch !== this.epoch || this.pending.get(key)?.invalidations !== call.invalidations) return false;
@@ -239,6 +268,7 @@ class TwoTier implements Tier {
 
   /** After a failed L2 write: no instance may keep serving its L1 copy of the key. */
   private async dropEverywhere(key: string, version: number): Promise<void> {
+    this.overtake(key);
     await this.l1.invalidate(key, version, this.l1MaxTtlMs);
     await this.bus.publish({ key, version }).catch(() => undefined);
   }
@@ -250,8 +280,7 @@ class TwoTier implements Tier {
       await this.l1.clear();
       return;
     }
-    const slot = this.pending.get(message.key);
-    if (slot !== undefined) slot.invalidations++;
+    this.overtake(message.key);
     await this.l1.invalidate(message.key, message.version, this.l1MaxTtlMs);
   }
 
