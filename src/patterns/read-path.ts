@@ -13,7 +13,7 @@ import type { Lease, TierEntry } from '../tiers/tier.js';
 import { withTimeout } from '../util/timeout.js';
 import type { CollectionContext } from './context.js';
 import { SingleFlight } from './single-flight.js';
-import type { WriteBackQueue } from './write-back/write-back-queue.js';
+import type { PendingWrite, WriteBackQueue } from './write-back/write-back-queue.js';
 
 /** With negativeTtl 0, how long a lease holder's "absent" stays visible to the processes waiting for it. */
 const SHARED_ABSENT_MS = 250;
@@ -37,7 +37,7 @@ export class ReadPath {
     return (
       this.cachedInProcess(key) ??
       this.ctx.tierGet(key).then(
-        (entry) => this.judge(entry),
+        (entry) => this.judgeWithPending(key, entry),
         () => this.miss(undefined, true),
       )
     );
@@ -50,7 +50,7 @@ export class ReadPath {
     // One callback from the tier's answer to the caller's value: a hit on a remote tier is hot.
     return this.ctx.tierGetThen(
       key,
-      (entry) => this.settle(key, this.judge(entry)),
+      (entry) => this.settle(key, this.judgeWithPending(key, entry)),
       () => this.settle(key, this.miss(undefined, true)),
     );
   }
@@ -61,14 +61,33 @@ export class ReadPath {
    */
   private cachedInProcess(key: string): Cached | undefined {
     const pending = this.writeBack?.peek(key);
-    if (pending !== undefined) {
-      this.ctx.stats.counters.hits++;
-      return { state: 'hit', value: pending.data?.value };
-    }
+    // A tier shared with other processes may hold a newer write of theirs: it is asked first.
+    if (pending !== undefined && !this.ctx.tier.capabilities.shared) return this.pendingHit(pending);
     if (this.ctx.isQuarantined(key)) return this.miss(undefined, true);
     const tier = this.ctx.tier;
-    if (tier.getSync !== undefined) return this.judge(tier.getSync(this.ctx.tierKey(key)));
+    if (tier.getSync !== undefined) return this.judgeWithPending(key, tier.getSync(this.ctx.tierKey(key)));
     return undefined;
+  }
+
+  /**
+   * This process's write-back write of `key` when it is newer than `version` (what the tier or
+   * the database holds): on a tier or a database shared with other processes, theirs may be newer.
+   */
+  private pendingOver(key: string, version: number): PendingWrite | undefined {
+    const pending = this.writeBack?.peek(key);
+    // An equal version is this write (or a marker that adopted its version): the write wins.
+    return pending !== undefined && pending.version >= version ? pending : undefined;
+  }
+
+  private pendingHit(pending: PendingWrite): { readonly state: 'hit'; readonly value: unknown } {
+    this.ctx.stats.counters.hits++;
+    return { state: 'hit', value: pending.data?.value };
+  }
+
+  /** The tier's answer, unless this process holds a newer write-back write of the key. */
+  private judgeWithPending(key: string, entry: TierEntry | undefined): Cached {
+    const pending = this.pendingOver(key, entry?.version ?? 0);
+    return pending !== undefined ? this.pendingHit(pending) : this.judge(entry);
   }
 
   private settle(key: string, cached: Cached): unknown {
@@ -87,12 +106,11 @@ export class ReadPath {
   async getMany(keys: readonly string[]): Promise<unknown[]> {
     const results: unknown[] = new Array(keys.length);
     const toTier: number[] = [];
+    const shared = this.ctx.tier.capabilities.shared;
     keys.forEach((key, i) => {
       const pending = this.writeBack?.peek(key);
-      if (pending !== undefined) {
-        this.ctx.stats.counters.hits++;
-        results[i] = pending.data?.value;
-      } else toTier.push(i);
+      if (pending !== undefined && !shared) results[i] = this.pendingHit(pending).value;
+      else toTier.push(i);
     });
     if (toTier.length === 0) return results;
     // Quarantine is judged when the read is sent, as get() does: a key whose quarantine ends
@@ -108,7 +126,7 @@ export class ReadPath {
     const toLoad = new Map<string, { entry: TierEntry | undefined; indexes: number[] }>();
     toTier.forEach((i, n) => {
       const key = keys[i]!;
-      const cached = entries === undefined || quarantined[n] || this.ctx.isQuarantined(key) ? this.miss(undefined, true) : this.judge(entries[n]);
+      const cached = entries === undefined || quarantined[n] || this.ctx.isQuarantined(key) ? this.miss(undefined, true) : this.judgeWithPending(key, entries[n]);
       if (cached.state === 'hit') results[i] = cached.value;
       else if (cached.state === 'stale') {
         results[i] = cached.value;
@@ -145,7 +163,10 @@ export class ReadPath {
     if (lease !== undefined && !lease.holder && this.ctx.tier.capabilities.shared) {
       // Another process holds the lease and is loading: wait for its fill rather than stampede.
       const filled = await this.awaitFill(key);
-      if (filled !== undefined) return filled.value;
+      if (filled !== undefined) {
+        const pending = this.pendingOver(key, filled.version);
+        return pending !== undefined ? pending.data?.value : filled.value;
+      }
     }
     const started = performance.now();
     let record: StoreRecord | undefined;
@@ -202,8 +223,9 @@ export class ReadPath {
 
   private async accept(key: string, record: StoreRecord | undefined, lease: Lease | undefined): Promise<unknown> {
     if (record !== undefined && record.version > 0) this.ctx.versions.observe(record.version);
-    // A write-back write accepted while the load ran is newer than the row.
-    const pending = this.writeBack?.peek(key);
+    // A write-back write accepted while the load ran is newer than the row, unless another
+    // process sharing the database wrote a newer one.
+    const pending = this.pendingOver(key, record?.version ?? 0);
     if (pending !== undefined) return pending.data?.value;
     let data: CachedValue | undefined;
     if (record?.json !== undefined) {
@@ -218,7 +240,7 @@ export class ReadPath {
   }
 
   /** Polls the tier until another holder's fill lands, or until leaseWait passes (undefined). */
-  private async awaitFill(key: string): Promise<{ value: unknown } | undefined> {
+  private async awaitFill(key: string): Promise<{ value: unknown; version: number } | undefined> {
     const deadline = this.ctx.clock.now() + this.ctx.policy.leaseWaitMs;
     let delay = 5;
     while (this.ctx.clock.now() < deadline) {
@@ -232,7 +254,7 @@ export class ReadPath {
       }
       if (entry !== undefined && entry.kind !== 'tombstone' && entry.freshUntil > this.ctx.clock.now()) {
         this.ctx.stats.counters.leaseWaits++;
-        return { value: entry.kind === 'value' ? entry.value : undefined };
+        return { value: entry.kind === 'value' ? entry.value : undefined, version: entry.version };
       }
     }
     return undefined;

@@ -105,8 +105,10 @@ class MemoryTier implements Tier {
     }
     this.leases.delete(key);
     const current = this.entries.peek(key, { allowStale: true });
-    // Under a valid lease nothing was written since the miss; still never step back a version.
+    // Under a valid lease nothing was written since the lease; still never step back a version,
+    // and never put an unknown version over a fresh value, which was written since the miss.
     if (entry.version === 0) {
+      if (current?.kind === 'value' && current.freshUntil > this.clock.now()) return false;
       this.store(key, { ...entry, version: current?.version ?? 0 });
       return true;
     }

@@ -188,9 +188,11 @@ return ARGV[1]
 
 /**
  * fill under a lease. KEYS: entry, lease. ARGV: token, kind, version, json, freshUntil,
- * staleUntil, ttl. Applies only if the lease key still holds the token, and consumes it. Never
- * steps back a version; version 0 ("unknown") adopts the cached entry's version, so any later
- * write replaces the fill. Returns 1 when applied.
+ * staleUntil, ttl, now (the filler's clock, ms). Applies only if the lease key still holds the
+ * token, and consumes it. Never steps back a version; version 0 ("unknown") adopts the cached
+ * entry's version, so any later write replaces the fill, but never replaces a fresh value: one
+ * written after the miss, which the load may predate (a write-back write of another process that
+ * the database does not have yet). Returns 1 when applied.
  */
 const fill: ScriptSource = {
   numberOfKeys: 2,
@@ -201,6 +203,10 @@ local kind, version, stored = current(KEYS[1])
 local at = ARGV[3]
 local incoming = tonumber(at)
 if incoming == 0 then
+  if kind == 'value' then
+    local fresh = string.match(redis.call('GETRANGE', KEYS[1], 0, 63), '^%l+ [^ ]+ ([^ ]+) ')
+    if fresh == 'Infinity' or (tonumber(fresh) or 0) > tonumber(ARGV[8]) then return 0 end
+  end
   at = stored or '0'
 elseif version ~= nil and incoming < version then
   return 0

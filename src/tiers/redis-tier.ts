@@ -269,7 +269,7 @@ class RedisTier implements Tier {
     const args = this.entryArguments(key, entry);
     if (lease.key !== key) return false;
     const entryKey = this.entryKey(key);
-    return applied(await this.call([this.scripts.fill, entryKey, leaseKeyOf(entryKey), lease.token, ...args]));
+    return applied(await this.call([this.scripts.fill, entryKey, leaseKeyOf(entryKey), lease.token, ...args, String(this.clock.now())]));
   }
 
   evictionPolicy(): Promise<string> {

@@ -108,8 +108,10 @@ export interface Tier {
   /**
    * Stores `entry` only if `lease` is still valid (nothing wrote or invalidated the key since the
    * lease was taken) and the entry is not older than what the tier holds. Consumes the lease.
-   * Version 0 means "unknown" (a store without versions, a cache-aside fill): the entry then takes
-   * the version of whatever the tier holds, so any later write replaces it.
+   * Version 0 means "unknown" (a store without versions, a cache-aside fill, a key the database
+   * has no row for): the entry then takes the version of whatever the tier holds, so any later
+   * write replaces it; but it never replaces a fresh value, which was written after the miss
+   * that led to the fill (the lease is taken after the miss) and may be newer than the load.
    */
   fill(key: string, entry: TierEntry, lease: Lease): Promise<boolean>;
 

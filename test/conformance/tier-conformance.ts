@@ -126,6 +126,22 @@ export function tierConformance(name: string, makeTier: () => Promise<TierFixtur
         assert.equal(await tier.set('c:a', value(9, 'written', now)), true);
       }));
 
+    test('a fill with version 0 never replaces a fresh value, written after the miss (the load may predate it); an expired one it does', () =>
+      withTier(async (tier, now) => {
+        await tier.set('c:a', value(5, 'written', now));
+        const lease = await tier.lease('c:a', 60_000);
+        assert.equal(await tier.fill('c:a', value(0, 'loaded', now), lease), false);
+        const kept = await tier.get('c:a');
+        assert.equal(kept?.kind === 'value' ? kept.value : undefined, 'written');
+
+        await tier.set('c:b', { kind: 'value', version: 5, value: 'expired', freshUntil: now - 1_000, staleUntil: now + 60_000 });
+        const refresh = await tier.lease('c:b', 60_000);
+        assert.equal(await tier.fill('c:b', value(0, 'refreshed', now), refresh), true);
+        const refreshed = await tier.get('c:b');
+        assert.equal(refreshed?.kind === 'value' ? refreshed.value : undefined, 'refreshed');
+        assert.equal(refreshed?.version, 5);
+      }));
+
     test('remove deletes only the exact version', () =>
       withTier(async (tier, now) => {
         await tier.set('c:a', value(5, 'five', now));
