@@ -24,6 +24,13 @@ import type { UnflushedWrite, WriteResult, Writer } from './writer.js';
  */
 export type CacheStep = (ctx: CollectionContext, write: IncomingWrite, version: number, generation: unknown) => Promise<void>;
 
+/** A write the database refused or may not have committed; `reached`: no shared tier may still serve the old copy. */
+interface Failure {
+  readonly key: string;
+  readonly outcome: WriteOutcome;
+  readonly reached: boolean;
+}
+
 export class DatabaseFirstWriter implements Writer {
   constructor(
     private readonly ctx: CollectionContext,
@@ -38,7 +45,7 @@ export class DatabaseFirstWriter implements Writer {
     );
     const generation = this.ctx.tier.generation?.();
     const outcomes = await commit(this.ctx, versioned);
-    const failures: { key: string; outcome: WriteOutcome }[] = [];
+    const failures: Failure[] = [];
     const unreached: { key: string; version: number }[] = [];
     await Promise.all(
       writes.map(async (write, i) => {
@@ -47,10 +54,11 @@ export class DatabaseFirstWriter implements Writer {
         if (outcome.status === 'applied') await this.cacheStep(this.ctx, write, version, generation);
         else if (outcome.status === 'superseded' || outcome.status === 'unknown') await this.ctx.protect(write.key, version);
         if (outcome.status !== 'failed') this.onWritten(write.key);
-        if (outcome.status === 'failed' || outcome.status === 'unknown') failures.push({ key: write.key, outcome });
         // Quarantine keeps this process from serving the old copy, but not the other processes
         // that share the tier: until the repair reaches it, the write cannot be called done.
-        else if (this.ctx.tier.capabilities.shared && this.ctx.isQuarantined(write.key)) unreached.push({ key: write.key, version });
+        const reached = outcome.status === 'failed' || !this.ctx.tier.capabilities.shared || !this.ctx.isQuarantined(write.key);
+        if (outcome.status === 'failed' || outcome.status === 'unknown') failures.push({ key: write.key, outcome, reached });
+        else if (!reached) unreached.push({ key: write.key, version });
       }),
     );
     this.ctx.stats.counters.writes += writes.length;
@@ -85,18 +93,23 @@ export class DatabaseFirstWriter implements Writer {
     return [];
   }
 
-  private failureError(failures: { key: string; outcome: WriteOutcome }[], total: number): CachewiseError {
+  private failureError(failures: Failure[], total: number): CachewiseError {
     const unknown = failures.filter((f) => f.outcome.status === 'unknown');
+    const unreached = unknown.filter((f) => !f.reached).map((f) => f.key);
     const first = failures[0]!;
     const cause = 'error' in first.outcome ? first.outcome.error : undefined;
     const keys = failures.map((f) => f.key);
     const of = total > 1 ? ` (${failures.length} of ${total} writes: ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', ...' : ''})` : ` of key "${first.key}"`;
     if (unknown.length > 0) {
+      const invalidated =
+        unreached.length === 0
+          ? 'the cached copy was invalidated'
+          : `the shared cache tier could not be invalidated either (${unreached.slice(0, 5).join(', ')}${unreached.length > 5 ? ', ...' : ''}), so other processes may read the old value until the background repair reaches it`;
       return new CachewiseError(
         'E_STORE_UNKNOWN_OUTCOME',
-        `the database may or may not have committed the write${of} (${describeError(cause)}); the cached copy was invalidated`,
+        `the database may or may not have committed the write${of} (${describeError(cause)}); ${invalidated}`,
         'read the key back to learn its state, or write it again (writes are versioned, so a repeat is safe)',
-        { cause, details: { collection: this.ctx.name, keys, unknown: unknown.map((f) => f.key) } },
+        { cause, details: { collection: this.ctx.name, keys, unknown: unknown.map((f) => f.key), ...(unreached.length > 0 ? { unreached } : {}) } },
       );
     }
     return new CachewiseError('E_STORE_FAILED', `the database refused the write${of} (${describeError(cause)}); the cache was not changed`, 'fix the cause (data or database) and write again', {

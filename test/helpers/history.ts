@@ -459,6 +459,19 @@ export interface Violation {
 export interface ReadCheckOptions {
   /** Reads may only return what the database committed (write-through, write-around). */
   readonly noDirtyReads: boolean;
+  /**
+   * Other processes share the tier: a write the database committed but whose cache step could
+   * not reach the shared tier (E_TIER_UNAVAILABLE) may leave them reading the value before it
+   * until the repair lands, as documented, so such a write does not bind later reads.
+   */
+  readonly otherProcessesMayLag?: boolean;
+}
+
+/** A write whose key the shared tier may still serve the old copy of, as its error says. */
+function isUnreached(w: WriteOp): boolean {
+  if (isCachewiseError(w.error, 'E_TIER_UNAVAILABLE')) return true;
+  const unreached = isCachewiseError(w.error, 'E_STORE_UNKNOWN_OUTCOME') ? (w.error.details as { unreached?: string[] }).unreached : undefined;
+  return unreached?.includes(w.key) === true;
 }
 
 /** Stale, dirty, future, phantom and failed reads, and unexpected write errors. */
@@ -466,6 +479,7 @@ export function checkReads(history: History, ledger: StoreLedger, options: ReadC
   const violations: Violation[] = [];
   const committedVersion = (w: WriteOp): number | undefined => {
     if (w.status === 'ok') return w.version;
+    if (options.otherProcessesMayLag === true && isUnreached(w)) return undefined;
     if (w.status === 'unknown' && w.tag !== undefined) {
       const version = history.versionOf(w.tag) ?? ledger.appliedVersionOf(w.tag);
       if (version !== undefined && ledger.isApplied(version)) return version;
