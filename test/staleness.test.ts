@@ -29,6 +29,7 @@ import {
   type ViolationKind,
   type Written,
 } from './helpers/history.js';
+import { configureReplay, PlannedWriteFaults, runs, seedRows, withDeadline } from './helpers/interleavings.js';
 import { ScheduledStore, ScheduledTier, schedulerGate } from './helpers/scheduled.js';
 import { tempSqlite } from './helpers/sqlite.js';
 
@@ -114,21 +115,8 @@ async function runScenario(s: fc.Scheduler, plan: Plan, scenario: Scenario): Pro
 
   const ledger = new StoreLedger(database.store, () => history.now());
   const faultyStore = new FaultyStore(ledger);
-  const plannedFaults = new Map<string, WriteFault>();
-  const store = new ScheduledStore(scenario.swallowStoreErrors ? new ErrorSwallowingStore(faultyStore) : faultyStore, gate, {
-    beforeWrite(_collection, writes) {
-      history.sent(writes);
-      faultyStore.writeFaults = [];
-      for (const w of writes) {
-        const tag = w.op === 'set' ? tagOf(JSON.parse(w.json))! : undefined;
-        const fault = tag === undefined ? undefined : plannedFaults.get(tag);
-        if (fault === undefined) continue;
-        plannedFaults.delete(tag!); // one-shot: a retried write goes through
-        faultyStore.writeFaults = [fault];
-        break;
-      }
-    },
-  });
+  const plannedFaults = new PlannedWriteFaults(history, faultyStore);
+  const store = new ScheduledStore(scenario.swallowStoreErrors ? new ErrorSwallowingStore(faultyStore) : faultyStore, gate, { beforeWrite: plannedFaults.beforeWrite });
   const memory = memoryTier({ clock });
   const tierLedger = new TierLedger(scenario.carelessTier ? new CarelessTier(memory, scenario.carelessTier) : memory);
   const faultyTier = new FaultyTier(tierLedger);
@@ -142,11 +130,7 @@ async function runScenario(s: fc.Scheduler, plan: Plan, scenario: Scenario): Pro
     },
   });
 
-  for (const [i, k] of scenario.seeded.entries()) {
-    const value = written(0, i);
-    await ledger.write(COLLECTION, [{ op: 'set', key: keyOf(k), version: i + 1, json: JSON.stringify(value) }]);
-    history.seed(keyOf(k), tagOf(value)!, i + 1);
-  }
+  await seedRows(ledger, history, COLLECTION, scenario.seeded.map(keyOf));
   const cache = await createCache({ tier, store, clock, tierBreaker: plan.tierBreaker ? undefined : false });
   let quarantined = 0;
   cache.events.on('key-quarantined', () => quarantined++);
@@ -162,12 +146,12 @@ async function runScenario(s: fc.Scheduler, plan: Plan, scenario: Scenario): Pro
     switch (step.op) {
       case 'set': {
         const value = written(writer, seq * 10);
-        if (step.fault !== null) plannedFaults.set(tagOf(value)!, step.fault);
+        if (step.fault !== null) plannedFaults.plan(value, step.fault);
         return history.set(keyOf(step.key), value, () => items.set(keyOf(step.key), value));
       }
       case 'setMany': {
         const entries = step.keys.map((k, i) => [keyOf(k), written(writer, seq * 10 + i)] as const);
-        if (step.fault !== null) plannedFaults.set(tagOf(entries[0]![1])!, step.fault);
+        if (step.fault !== null) plannedFaults.plan(entries[0]![1], step.fault);
         return history.setMany(entries, () => items.setMany(entries));
       }
       case 'delete':
@@ -253,18 +237,6 @@ async function runScenario(s: fc.Scheduler, plan: Plan, scenario: Scenario): Pro
   assertNoViolations(counted, history);
 }
 
-async function withDeadline<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within 10 s: something hangs`)), 10_000);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 // ---- plans ----
 
 interface StepOptions {
@@ -342,14 +314,7 @@ function sometimesFaulty(o: Omit<StepOptions, 'storeFaults' | 'tierFaults'> & { 
   return fc.boolean().chain((faults) => planArb({ ...o, storeFaults: faults, tierFaults: faults }));
 }
 
-/**
- * Failures show the violations and the history, not only the counterexample. To replay one, run
- * its test alone with FC_SEED and FC_PATH set to the seed and path it printed.
- */
-fc.configureGlobal({
-  includeErrorInReport: true,
-  ...(process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH }),
-});
+configureReplay();
 
 /** Seed of the top-up runs of checkCovering (it reaches every case the properties look for). */
 const COVERING_SEED = 1;
@@ -366,10 +331,6 @@ async function checkCovering(property: fc.IAsyncPropertyWithHooks<unknown>, numR
   assertReached(...cases);
 }
 
-/** Runs per property; RUNS=n in the environment searches deeper (or faster). */
-function runs(numRuns: number): { numRuns: number } {
-  return { numRuns: process.env.RUNS === undefined ? numRuns : Number(process.env.RUNS) };
-}
 
 /** Faulty read-through plans; half of them on one key only, where concurrent writes of a key abound. */
 const faultyPlanArb = fc

@@ -18,6 +18,7 @@ import { FaultyStore, type WriteFault } from './helpers/faulty-store.js';
 import { FaultyTier, type TierOperation } from './helpers/faulty-tier.js';
 import { assertNoViolations, checkFinal, checkReads, checkVersions, History, StoreLedger, tagOf, TierLedger, written, type Violation, type Written } from './helpers/history.js';
 import { ScheduledBusHub, type ScheduledBus } from './helpers/scheduled-bus.js';
+import { configureReplay, PlannedWriteFaults, runs, seedRows, withDeadline } from './helpers/interleavings.js';
 import { ScheduledStore, ScheduledTier, schedulerGate } from './helpers/scheduled.js';
 import { tempSqlite } from './helpers/sqlite.js';
 
@@ -87,33 +88,15 @@ async function runScenario(s: fc.Scheduler, plan: Plan, policy: CollectionPolicy
 
   const ledger = new StoreLedger(database.store, () => history.now());
   const faultyStore = new FaultyStore(ledger);
-  const plannedFaults = new Map<string, WriteFault>();
-  const store = new ScheduledStore(faultyStore, gate, {
-    beforeWrite(_collection, writes) {
-      history.sent(writes);
-      faultyStore.writeFaults = [];
-      for (const w of writes) {
-        const tag = w.op === 'set' ? tagOf(JSON.parse(w.json))! : undefined;
-        const fault = tag === undefined ? undefined : plannedFaults.get(tag);
-        if (fault === undefined) continue;
-        plannedFaults.delete(tag!);
-        faultyStore.writeFaults = [fault];
-        break;
-      }
-    },
-  });
+  const plannedFaults = new PlannedWriteFaults(history, faultyStore);
+  const store = new ScheduledStore(faultyStore, gate, { beforeWrite: plannedFaults.beforeWrite });
   const l2Memory = memoryTier({ clock });
   const tierLedger = new TierLedger(l2Memory);
   const faultyL2 = new FaultyTier(tierLedger);
   const l2 = shared(new ScheduledTier(faultyL2, gate));
   const hub = new ScheduledBusHub(gate);
 
-  const seeded: Key[] = ['a'];
-  for (const [i, k] of seeded.entries()) {
-    const value = written(0, i);
-    await ledger.write(COLLECTION, [{ op: 'set', key: keyOf(k), version: i + 1, json: JSON.stringify(value) }]);
-    history.seed(keyOf(k), tagOf(value)!, i + 1);
-  }
+  await seedRows(ledger, history, COLLECTION, [keyOf('a')]);
 
   const instances: { cache: Cache; items: Collection<Written>; bus: ScheduledBus; l1: Tier }[] = [];
   let quarantined = 0;
@@ -133,7 +116,7 @@ async function runScenario(s: fc.Scheduler, plan: Plan, policy: CollectionPolicy
     switch (step.op) {
       case 'set': {
         const value = written(client + 1, seq * 10);
-        if (step.fault !== null) plannedFaults.set(tagOf(value)!, step.fault);
+        if (step.fault !== null) plannedFaults.plan(value, step.fault);
         return history.set(keyOf(step.key), value, () => items.set(keyOf(step.key), value));
       }
       case 'setMany': {
@@ -227,18 +210,6 @@ async function runUntil(s: fc.Scheduler, work: Promise<unknown>, clocks: readonl
   await done;
 }
 
-async function withDeadline<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within 10 s: something hangs`)), 10_000);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 // ---- plans ----
 
 const L2_OPERATIONS: readonly TierOperation[] = ['get', 'getMany', 'set', 'invalidate', 'lease', 'fill'];
@@ -288,15 +259,8 @@ function planArb(o: PlanOptions): fc.Arbitrary<Plan> {
   return fc.tuple(clients, busChaosArb, fc.constantFrom(1, 1000)).map(([c, chaos, l1Entries]) => ({ clients: [...c, chaos], l1Entries }));
 }
 
-fc.configureGlobal({
-  includeErrorInReport: true,
-  ...(process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH }),
-});
+configureReplay();
 
-/** Runs per property; RUNS=n in the environment searches deeper (or faster). */
-function runs(numRuns: number): { numRuns: number } {
-  return { numRuns: process.env.RUNS === undefined ? numRuns : Number(process.env.RUNS) };
-}
 
 function assertReached(...names: (keyof typeof reached)[]): void {
   if (process.env.SHOW_REACHED) console.log(JSON.stringify(reached));
