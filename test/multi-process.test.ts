@@ -2,7 +2,8 @@
  * Three processes share Redis and PostgreSQL (contracts 3, 4 and 6 across processes). Each runs
  * test/helpers/multi-process-child.ts: a cache on the shared servers (redisTier, or twoTier with
  * its L1 and bus), randomised reads and writes on a few shared keys of a write-through, a
- * write-around and a short-TTL read-through collection, for a few seconds, all three at once.
+ * write-around, a short-TTL read-through and a write-back (sets only) collection, for a few
+ * seconds, all three at once.
  * The parent merges the three histories (one machine-wide monotonic clock) and checks that no
  * read that began after a write of its key resolved returned an older version. The same on a
  * 3-master Redis Cluster that this file starts.

@@ -13,6 +13,9 @@ export const COLLECTIONS: readonly { name: string; policy: CollectionPolicy; wri
   // Read-through under churn: mostly reads, entries expire quickly, so misses load and fill
   // (under the shared lease) while other processes write.
   { name: 'loaded', policy: { write: 'around', read: 'through', ttl: '150ms', ttlJitter: 0.5 }, writeShare: 0.1 },
+  // Write-back (sets only, see the README's "Write-back across instances"): a write is in the
+  // shared tier before it resolves, and flushed within 50 ms, by whichever process wrote it.
+  { name: 'back', policy: { write: 'back', read: 'through', ttl: '1h', flush: { maxDelay: '50ms' } }, writeShare: 0.3 },
 ];
 
 export interface ChildConfig {
