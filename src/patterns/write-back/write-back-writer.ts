@@ -30,10 +30,15 @@ export class WriteBackWriter implements Writer {
     });
   }
 
-  /** Puts an accepted write in the cache (a delete as a tombstone); never throws. */
+  /**
+   * Puts an accepted write in the cache; never throws. A delete leaves "absent" at its version
+   * for the TTL, not a tombstone: other processes sharing the tier read the key as gone, where a
+   * tombstone would send them to the database, which keeps the old row until the flush.
+   */
   private cache(w: PendingWrite, generation: unknown): Promise<void> {
     this.onWritten(w.key);
-    return w.op === 'set' ? this.ctx.cacheWrite(w.key, this.ctx.valueEntry(w.data!, w.version), generation) : this.ctx.protect(w.key, w.version);
+    const entry = w.op === 'set' ? this.ctx.valueEntry(w.data!, w.version) : this.ctx.absentEntry(w.version, this.ctx.policy.ttlMs);
+    return this.ctx.cacheWrite(w.key, entry, generation);
   }
 
   flush(timeoutMs: number): Promise<void> {
