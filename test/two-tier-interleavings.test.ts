@@ -261,7 +261,7 @@ function planArb(o: PlanOptions): fc.Arbitrary<Plan> {
 
 configureReplay();
 
-
+/** Asserts that the runs met each case in `names`; SHOW_REACHED=1 prints every count. */
 function assertReached(...names: (keyof typeof reached)[]): void {
   if (process.env.SHOW_REACHED) console.log(JSON.stringify(reached));
   for (const name of names) assert.ok(reached[name] > 0, `no run reached any case of "${name}": ${JSON.stringify(reached)}`);

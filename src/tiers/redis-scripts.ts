@@ -21,16 +21,17 @@
 
 /** Helpers shared by the scripts that write an entry. */
 const PRELUDE = `
--- kind and version (as number and as the stored string) of the entry at key; nil when missing,
--- unreadable, or not a string (a key of another layout), which the version rules treat as
--- "nothing cached". The header is short: its first 64 bytes hold the kind and the version.
+-- kind and version (as number and as the stored string) of the entry at key, and the start of
+-- its header; nil when missing, unreadable, or not a string (a key of another layout), which the
+-- version rules treat as "nothing cached". The header is short: its first 64 bytes hold the
+-- kind, the version and freshUntil.
 local function current(key)
   local head = redis.pcall('GETRANGE', key, 0, 63)
-  if type(head) ~= 'string' then return nil, nil, nil end
+  if type(head) ~= 'string' then return nil, nil, nil, nil end
   local kind, stored = string.match(head, '^(%l+) ([^ ]+) ')
   local version = tonumber(stored)
-  if version == nil then return nil, nil, nil end
-  return kind, version, stored
+  if version == nil then return nil, nil, nil, nil end
+  return kind, version, stored, head
 end
 
 -- Replaces the entry at key (whatever its type). ttl is in milliseconds: 0 deletes the entry
@@ -199,12 +200,12 @@ const fill: ScriptSource = {
   lua: `${PRELUDE}
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
-local kind, version, stored = current(KEYS[1])
+local kind, version, stored, head = current(KEYS[1])
 local at = ARGV[3]
 local incoming = tonumber(at)
 if incoming == 0 then
   if kind == 'value' then
-    local fresh = string.match(redis.call('GETRANGE', KEYS[1], 0, 63), '^%l+ [^ ]+ ([^ ]+) ')
+    local fresh = string.match(head, '^%l+ [^ ]+ ([^ ]+) ')
     if fresh == 'Infinity' or (tonumber(fresh) or 0) > tonumber(ARGV[8]) then return 0 end
   end
   at = stored or '0'

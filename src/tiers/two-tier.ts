@@ -147,7 +147,7 @@ class TwoTier implements Tier {
         const now = this.overtake(key);
         const kept = !overtaken && (await this.keepInL1(key, entry, { epoch: call.epoch, invalidations: now }));
         // Not kept: L1 must still hold nothing older than this write.
-        if (!kept) await this.l1.invalidate(key, entry.version, this.l1MaxTtlMs);
+        if (!kept) await this.dropFromL1(key, entry.version);
       }
     } catch (error) {
       await this.dropEverywhere(key, entry.version);
@@ -155,10 +155,7 @@ class TwoTier implements Tier {
     } finally {
       this.end(key);
     }
-    if (!applied) {
-      this.overtake(key);
-      await this.l1.invalidate(key, entry.version, this.l1MaxTtlMs);
-    }
+    if (!applied) await this.dropFromL1(key, entry.version);
     await this.bus.publish({ key, version: entry.version });
     return applied;
   }
@@ -169,8 +166,7 @@ class TwoTier implements Tier {
 
   async invalidate(key: string, version: number | undefined, ttlMs: number): Promise<void> {
     const l1TtlMs = Math.min(ttlMs, this.l1MaxTtlMs);
-    this.overtake(key);
-    await this.l1.invalidate(key, version, l1TtlMs);
+    await this.dropFromL1(key, version, l1TtlMs);
     let failure: unknown;
     try {
       await this.l2.invalidate(key, version, ttlMs);
@@ -179,8 +175,7 @@ class TwoTier implements Tier {
     }
     // An L2 read of this instance sent while the invalidation was on its way may have found the
     // old copy and put it into L1 (should L1 have evicted the tombstone): drop it again.
-    this.overtake(key);
-    await this.l1.invalidate(key, version, l1TtlMs);
+    await this.dropFromL1(key, version, l1TtlMs);
     try {
       await this.bus.publish({ key, version });
     } catch (error) {
@@ -258,6 +253,12 @@ class TwoTier implements Tier {
     return slot === undefined ? 0 : ++slot.invalidations;
   }
 
+  /** Invalidates `key` in L1 at `version`, and keeps the L2 answers in flight for it out of L1. */
+  private dropFromL1(key: string, version: number | undefined, ttlMs = this.l1MaxTtlMs): Promise<void> {
+    this.overtake(key);
+    return this.l1.invalidate(key, version, ttlMs);
+  }
+
   /** Puts an L2 answer into L1 unless L1 was emptied or the key invalidated meanwhile; says whether it tried. */
   private async keepInL1(key: string, entry: TierEntry, call: { epoch: number; invalidations: number }): Promise<boolean> {
     if (!this.bus.connected || call.epoch !== this.epoch || this.pending.get(key)?.invalidations !== call.invalidations) return false;
@@ -268,8 +269,7 @@ class TwoTier implements Tier {
 
   /** After a failed L2 write: no instance may keep serving its L1 copy of the key. */
   private async dropEverywhere(key: string, version: number): Promise<void> {
-    this.overtake(key);
-    await this.l1.invalidate(key, version, this.l1MaxTtlMs);
+    await this.dropFromL1(key, version);
     await this.bus.publish({ key, version }).catch(() => undefined);
   }
 
@@ -280,8 +280,7 @@ class TwoTier implements Tier {
       await this.l1.clear();
       return;
     }
-    this.overtake(message.key);
-    await this.l1.invalidate(message.key, message.version, this.l1MaxTtlMs);
+    await this.dropFromL1(message.key, message.version);
   }
 
   private onBusState(): void {
