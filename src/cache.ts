@@ -22,7 +22,7 @@ import type { DamagedRange, Journal, JournalStats, RecoveredRecord } from './jou
 import { isSharedJournal } from './journal/shared-journal.js';
 import type { Tier } from './tiers/tier.js';
 import { Once } from './util/once.js';
-import { VersionClock } from './version-clock.js';
+import { assertWriterId, VersionClock } from './version-clock.js';
 
 export interface CacheOptions {
   /** Where cached values live. Default: memoryTier(). */
@@ -43,6 +43,13 @@ export interface CacheOptions {
    * replayed into the database when each collection is declared. Closed by cache.close().
    */
   journal?: Journal;
+  /**
+   * This process's writer slot, 0 to 15: the low bits of every version it issues. Processes
+   * that write to the same database with different slots never give two writes the same version
+   * (see "Versions across processes" in the README). Default: a random slot, which another
+   * process draws too with a chance of 1 in 16.
+   */
+  writerId?: number;
 }
 
 /** What createCache found in the journal. */
@@ -88,9 +95,10 @@ export async function createCache(options: CacheOptions): Promise<Cache> {
   if (journal !== undefined && !isJournal(journal)) {
     throw new CachewiseError('E_INVALID_OPTION', 'createCache option "journal" is not a journal', 'pass journal: fileJournal(dir) or another Journal');
   }
+  assertWriterId(options.writerId);
   const clock = options.clock ?? systemClock;
   const evictionPolicy = tier.capabilities.shared && tier.evictionPolicy ? await readEvictionPolicy(tier) : undefined;
-  const cache = new Cache(tier, store, clock, evictionPolicy, journal);
+  const cache = new Cache(tier, store, clock, evictionPolicy, journal, options.writerId);
   if (journal !== undefined) await cache.openJournal(journal);
   if (!tier.capabilities.inProcess && options.tierBreaker !== false) {
     cache.breaker = new CircuitBreaker(clock, breakerOptions(options.tierBreaker), (state) => cache.events.emit('tier-circuit', { state }));
@@ -127,8 +135,14 @@ export class Cache {
     private readonly clock: Clock,
     private readonly evictionPolicy: string | undefined,
     private readonly journal?: Journal,
+    writerId?: number,
   ) {
-    this.versions = new VersionClock(clock);
+    this.versions = new VersionClock(clock, writerId);
+  }
+
+  /** The writer slot in the low bits of this cache's versions (createCache option writerId). */
+  get writerId(): number {
+    return this.versions.writerId;
   }
 
   /** @internal Opens the journal and keeps what it recovered for the collections' declarations. */

@@ -14,9 +14,10 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { createCache, ManualClock, memoryTier, twoTier, type Cache, type Collection, type CollectionPolicy } from '../src/index.js';
 import type { Tier } from '../src/tiers/tier.js';
+import { VersionClock } from '../src/version-clock.js';
 import { FaultyStore, type WriteFault } from './helpers/faulty-store.js';
 import { FaultyTier, type TierOperation } from './helpers/faulty-tier.js';
-import { assertNoViolations, checkFinal, checkReads, checkVersions, History, StoreLedger, tagOf, TierLedger, written, type Violation, type Written } from './helpers/history.js';
+import { assertNoViolations, checkFinal, checkReads, checkVersions, History, StoreLedger, tagOf, TierLedger, written, type Commit, type Violation, type Written } from './helpers/history.js';
 import { ScheduledBusHub, type ScheduledBus } from './helpers/scheduled-bus.js';
 import { configureReplay, PlannedWriteFaults, runs, seedRows, withDeadline } from './helpers/interleavings.js';
 import { ScheduledStore, ScheduledTier, schedulerGate } from './helpers/scheduled.js';
@@ -25,6 +26,8 @@ import { tempSqlite } from './helpers/sqlite.js';
 type Key = 'a' | 'b';
 const KEYS: readonly Key[] = ['a', 'b'];
 const INSTANCES = 2;
+/** Distinct writer slots (createCache option writerId): equal slots would let both instances issue one version. */
+const WRITER_IDS = [1, 2];
 
 type Step =
   | { readonly op: 'set'; readonly key: Key; readonly fault: WriteFault | null }
@@ -44,12 +47,14 @@ interface Plan {
   readonly clients: readonly (readonly Step[])[];
   /** Entries each L1 holds: 1 makes it evict (the tombstones of invalidations too) all the time. */
   readonly l1Entries: number;
+  /** Milliseconds the clocks move at every client step; at 0, writes of both instances share milliseconds. */
+  readonly clockStep: number;
 }
 
 const database = tempSqlite();
 let runCount = 0;
 /** What the runs of a test went through, so that each test can assert that its runs met its races. */
-const reached = { lostMessages: 0, deliveredMessages: 0, quarantined: 0, l1Hits: 0, unreached: 0 };
+const reached = { lostMessages: 0, deliveredMessages: 0, quarantined: 0, l1Hits: 0, unreached: 0, sameMillisecond: 0 };
 
 beforeEach(() => {
   for (const name of Object.keys(reached) as (keyof typeof reached)[]) reached[name] = 0;
@@ -73,17 +78,16 @@ function shared(tier: Tier): Tier {
 }
 
 async function runScenario(s: fc.Scheduler, plan: Plan, policy: CollectionPolicy): Promise<void> {
-  // A collection of its own per run: the version clocks start from its highest version, so that
-  // of an earlier run cannot put both instances on the same logical versions.
+  // A collection of its own per run, so that the history holds every write of its keys.
   const COLLECTION = `run${++runCount}`;
   const keyOf = (k: Key) => `${COLLECTION}-${k}`;
   const keys = KEYS.map(keyOf);
   const gate = schedulerGate(s);
   const history = new History();
-  // One clock per instance, the second 1 ms ahead, and both moving 2 ms at every client step:
-  // the instances never issue the same version (see "Versions across processes" in the README),
-  // and either may be the one whose versions are ahead.
-  const clocks = Array.from({ length: INSTANCES }, (_, i) => new ManualClock(Date.UTC(2026, 0, 1) + i));
+  // One clock per instance, all showing the same time and moving plan.clockStep ms at every
+  // client step: at 0, both instances write the same keys within one millisecond, and their
+  // writer slots alone keep their versions apart.
+  const clocks = Array.from({ length: INSTANCES }, () => new ManualClock(Date.UTC(2026, 0, 1)));
   const clock = clocks[0]!;
 
   const ledger = new StoreLedger(database.store, () => history.now());
@@ -104,7 +108,7 @@ async function runScenario(s: fc.Scheduler, plan: Plan, policy: CollectionPolicy
     const bus = hub.bus(`instance ${i + 1}`);
     const own = clocks[i]!;
     const l1 = memoryTier({ clock: own, maxEntries: plan.l1Entries });
-    const cache = await createCache({ tier: twoTier({ l1, l2, bus, clock: own }), store, clock: own });
+    const cache = await createCache({ tier: twoTier({ l1, l2, bus, clock: own }), store, clock: own, writerId: WRITER_IDS[i] });
     cache.events.on('key-quarantined', () => quarantined++);
     const items = cache.collection<Written>(COLLECTION, policy);
     await items.flush();
@@ -147,7 +151,7 @@ async function runScenario(s: fc.Scheduler, plan: Plan, policy: CollectionPolicy
   const clients = plan.clients.map(async (steps, c) => {
     for (const [i, step] of steps.entries()) {
       await gate(`client ${c + 1} (instance ${(c % INSTANCES) + 1}) step ${i + 1}`);
-      for (const each of clocks) each.advance(2);
+      for (const each of clocks) each.advance(plan.clockStep);
       await perform(step, c, i + 1);
     }
   });
@@ -186,6 +190,7 @@ async function runScenario(s: fc.Scheduler, plan: Plan, policy: CollectionPolicy
   reached.deliveredMessages += hub.counts.delivered;
   reached.quarantined += quarantined;
   for (const { items } of instances) reached.l1Hits += items.stats().hits;
+  reached.sameMillisecond += sameMillisecondWrites(ledger.commits);
   reached.unreached += history.writes.filter((w) => w.status === 'unknown' && String(w.error).includes('E_TIER_UNAVAILABLE')).length;
   for (const { cache } of instances) await cache.close();
   assertNoViolations(violations, history);
@@ -256,7 +261,23 @@ interface PlanOptions {
 
 function planArb(o: PlanOptions): fc.Arbitrary<Plan> {
   const clients = fc.array(fc.array(stepArb(o), { minLength: 1, maxLength: 5 }), { minLength: 2, maxLength: 4 });
-  return fc.tuple(clients, busChaosArb, fc.constantFrom(1, 1000)).map(([c, chaos, l1Entries]) => ({ clients: [...c, chaos], l1Entries }));
+  return fc
+    .tuple(clients, busChaosArb, fc.constantFrom(1, 1000), fc.constantFrom(0, 2))
+    .map(([c, chaos, l1Entries, clockStep]) => ({ clients: [...c, chaos], l1Entries, clockStep }));
+}
+
+/** Writes of one key by different writers (slots) in one millisecond: those a version tie would hit. */
+function sameMillisecondWrites(commits: readonly Commit[]): number {
+  const seen = new Map<string, number>();
+  let count = 0;
+  for (const c of commits) {
+    const at = `${c.key} ${VersionClock.timeOf(c.version)}`;
+    const slot = VersionClock.writerOf(c.version);
+    const first = seen.get(at);
+    if (first === undefined) seen.set(at, slot);
+    else if (first !== slot) count++;
+  }
+  return count;
 }
 
 configureReplay();
@@ -274,7 +295,7 @@ describe('randomised interleavings across two instances over twoTier (contract 3
         fc.asyncProperty(fc.scheduler(), planArb({ storeFaults: false, l2Faults: false }), (s, plan) => runScenario(s, plan, { write, read: 'through' })),
         runs(150),
       );
-      assertReached('lostMessages', 'deliveredMessages', 'l1Hits');
+      assertReached('lostMessages', 'deliveredMessages', 'l1Hits', 'sameMillisecond');
     });
 
     test(`write-${write} + read-through with refused writes, unknown outcomes and failing L2 calls: still none stale or dirty`, async () => {
@@ -295,6 +316,6 @@ describe('randomised interleavings across two instances over twoTier (contract 3
       fc.asyncProperty(fc.scheduler(), fc.boolean().chain((storeFaults) => planArb({ storeFaults, l2Faults: false, invalidations: false })), (s, plan) => runScenario(s, plan, policy)),
       runs(200),
     );
-    assertReached('lostMessages', 'deliveredMessages', 'l1Hits');
+    assertReached('lostMessages', 'deliveredMessages', 'l1Hits', 'sameMillisecond');
   });
 });
