@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import { createCache } from '../src/cache.js';
+import { ManualClock } from '../src/clock.js';
 import { isCachewiseError } from '../src/errors.js';
 import { redisTier } from '../src/tiers/redis-tier.js';
 import { FaultyStore } from './helpers/faulty-store.js';
@@ -77,6 +78,32 @@ describe('writes of two processes on a shared tier', { skip }, () => {
       assert.match(reached.message, /the cached copy was invalidated/);
     } finally {
       await cache.close();
+      await deleteKeys(REDIS_URL, prefix);
+      sqlite.cleanup();
+    }
+  });
+  test('write-around: a key no row holds, tombstoned by a write of unknown outcome, still shows a write of another process committed later with a lower version of the same millisecond', { timeout: 60_000 }, async () => {
+    const prefix = `cw-test:shared-writes:${randomBytes(5).toString('hex')}:`;
+    const sqlite = tempSqlite();
+    const clock = new ManualClock();
+    const faulty = new FaultyStore(sqlite.store);
+    const policy = { write: 'around', read: 'through' } as const;
+    // One millisecond for both: slot 2's versions of it are above slot 1's.
+    const high = await createCache({ store: faulty, tier: redisTier({ url: REDIS_URL, prefix, clock }), clock, writerId: 2, tierBreaker: false });
+    const low = await createCache({ store: sqlite.store, tier: redisTier({ url: REDIS_URL, prefix, clock }), clock, writerId: 1, tierBreaker: false });
+    try {
+      const inHigh = high.collection<{ n: number }>('items', policy);
+      const inLow = low.collection<{ n: number }>('items', policy);
+      faulty.writeFaults = ['throw'];
+      await assert.rejects(inHigh.set('k', { n: 1 }), (error) => isCachewiseError(error) && error.code === 'E_STORE_UNKNOWN_OUTCOME');
+      assert.equal(await inLow.get('k'), undefined, 'the row is not there: the write did not commit');
+      const written = await inLow.set('k', { n: 2 });
+      assert.equal(written.version % 16, 1);
+      assert.deepEqual(await inLow.get('k'), { n: 2 }, 'the committed write is read back');
+      assert.deepEqual(await inHigh.get('k'), { n: 2 });
+    } finally {
+      await high.close();
+      await low.close();
       await deleteKeys(REDIS_URL, prefix);
       sqlite.cleanup();
     }

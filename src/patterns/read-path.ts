@@ -15,6 +15,15 @@ import type { CollectionContext } from './context.js';
 import { SingleFlight } from './single-flight.js';
 import type { PendingWrite, WriteBackQueue } from './write-back/write-back-queue.js';
 
+/**
+ * The version of "no row" in a store that keeps versions (and delete markers): nothing was ever
+ * written, so the answer is older than any write. Below every version the clock issues, so a
+ * tombstone, left by a write that may still commit, never admits it; any write replaces it. (Version 0,
+ * "unknown", would take the tombstone's version instead, and then hide a write of another process
+ * that commits later with a lower version of the same millisecond.)
+ */
+const NEVER_WRITTEN = 1;
+
 /** With negativeTtl 0, how long a lease holder's "absent" stays visible to the processes waiting for it. */
 const SHARED_ABSENT_MS = 250;
 
@@ -235,7 +244,7 @@ export class ReadPath {
         return this.loadFailed(key, undefined, error);
       }
     }
-    await this.fillLoaded(key, data, record?.version ?? 0, lease);
+    await this.fillLoaded(key, data, record?.version ?? (this.ctx.store.versioned ? NEVER_WRITTEN : 0), lease);
     return data?.value;
   }
 
