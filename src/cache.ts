@@ -23,6 +23,7 @@ import { isSharedJournal } from './journal/shared-journal.js';
 import type { Tier } from './tiers/tier.js';
 import { Once } from './util/once.js';
 import { assertWriterId, VersionClock } from './version-clock.js';
+import { claimFirstSlot, WriterSlot, type FirstClaim, type WriterSlotSource } from './writer-slot.js';
 
 export interface CacheOptions {
   /** Where cached values live. Default: memoryTier(). */
@@ -46,8 +47,10 @@ export interface CacheOptions {
   /**
    * This process's writer slot, 0 to 15: the low bits of every version it issues. Processes
    * that write to the same database with different slots never give two writes the same version
-   * (see "Versions across processes" in the README). Default: a random slot, which another
-   * process draws too with a chance of 1 in 16.
+   * (see "Versions across processes" in the README). Default: on a shared tier (Redis, or twoTier
+   * over it), a slot no other process sharing the tier holds, claimed there under a lease (30 s,
+   * renewed every 10 s; see redisTier's writerSlotLease); otherwise, or when all 16 are held or
+   * Redis does not answer within 3 s, a random one (cache.writerIdSource tells which).
    */
   writerId?: number;
 }
@@ -97,9 +100,19 @@ export async function createCache(options: CacheOptions): Promise<Cache> {
   }
   assertWriterId(options.writerId);
   const clock = options.clock ?? systemClock;
-  const evictionPolicy = tier.capabilities.shared && tier.evictionPolicy ? await readEvictionPolicy(tier) : undefined;
-  const cache = new Cache(tier, store, clock, evictionPolicy, journal, options.writerId);
-  if (journal !== undefined) await cache.openJournal(journal);
+  const [evictionPolicy, firstSlot] = await Promise.all([
+    tier.capabilities.shared && tier.evictionPolicy ? readEvictionPolicy(tier) : undefined,
+    claimFirstSlot(tier, options.writerId),
+  ]);
+  const cache = new Cache(tier, store, clock, evictionPolicy, journal, { first: firstSlot, writerId: options.writerId });
+  if (journal !== undefined) {
+    try {
+      await cache.openJournal(journal);
+    } catch (error) {
+      await cache.releaseWriterSlot();
+      throw error;
+    }
+  }
   if (!tier.capabilities.inProcess && options.tierBreaker !== false) {
     cache.breaker = new CircuitBreaker(clock, breakerOptions(options.tierBreaker), (state) => cache.events.emit('tier-circuit', { state }));
   }
@@ -125,6 +138,7 @@ export class Cache {
   private readonly recovered = new Map<string, RecoveredRecord[]>();
   private recoveryReport: JournalRecovery | undefined;
   private stopClaims: (() => void) | undefined;
+  private readonly slot: WriterSlot;
   /** @internal Set by createCache for tiers that do I/O. */
   breaker: CircuitBreaker | undefined;
 
@@ -135,14 +149,28 @@ export class Cache {
     private readonly clock: Clock,
     private readonly evictionPolicy: string | undefined,
     private readonly journal?: Journal,
-    writerId?: number,
+    slot: { first: FirstClaim; writerId: number | undefined } = { first: {}, writerId: undefined },
   ) {
-    this.versions = new VersionClock(clock, writerId);
+    this.versions = new VersionClock(clock);
+    this.slot = new WriterSlot(this.versions, this.events, slot.first, slot.writerId);
+  }
+
+  /** @internal Gives a claimed writer slot back (createCache failing after the claim). */
+  releaseWriterSlot(): Promise<void> {
+    return this.slot.stop();
   }
 
   /** The writer slot in the low bits of this cache's versions (createCache option writerId). */
   get writerId(): number {
     return this.versions.writerId;
+  }
+
+  /**
+   * Where the writer slot came from: 'option' (writerId), 'claimed' (held in the shared tier,
+   * so no other process sharing it has the same), or 'random' (no shared tier, or none free).
+   */
+  get writerIdSource(): WriterSlotSource {
+    return this.slot.source;
   }
 
   /** @internal Opens the journal and keeps what it recovered for the collections' declarations. */
@@ -280,7 +308,7 @@ export class Cache {
       }),
     );
     // The journal keeps what is unflushed for the next start.
-    await Promise.allSettled([this.journal?.close()]);
+    await Promise.allSettled([this.journal?.close(), this.slot.stop()]);
     await Promise.allSettled([this.tier.close(), this.store.close()]);
     return { unflushed: drained.flatMap((d) => d.unflushed), lost: drained.reduce((sum, d) => sum + d.lost, 0) };
   }

@@ -25,6 +25,13 @@ export interface CacheEvents {
   'writes-lost': { collection: string; count: number; keys: string[] };
   /** Writes of dead instances taken over from a shared journal, to replay (`collection` undefined: not declared yet). */
   'journal-claimed': { collection: string | undefined; count: number };
+  /**
+   * The cache's writer slot changed (see createCache's writerId): `claimed` true when it now holds
+   * `slot` in the shared tier (another process took `previous` while this one could not renew
+   * it, or a claim that failed at start succeeded); false when it lost its claim and found no
+   * free slot, and goes on in `previous`, unclaimed.
+   */
+  'writer-slot': { slot: number; previous: number; claimed: boolean };
   /** A journal call made by the cache in the background failed (a claim of dead instances' writes). */
   'journal-error': { operation: string; error: unknown };
 }

@@ -1,5 +1,6 @@
 /** cachewise: keeps a cache and a database in step. The public API, and nothing else. */
 export { createCache, Cache, type CacheOptions, type CacheStats, type CloseReport, type JournalRecovery } from './cache.js';
+export type { WriterSlotSource } from './writer-slot.js';
 export { closeOnSignals, type ShutdownOptions } from './shutdown.js';
 export { Collection, type FillLease, type LookupResult, type WriteResult } from './collection.js';
 export type { CollectionPolicy, WritePattern, ReadPattern, Durability, FlushOptions, RetryOptions, PendingOptions, ResolvedPolicy } from './policy.js';
@@ -12,7 +13,7 @@ export type { CollectionStatsSnapshot, LatencySummary } from './stats.js';
 export type { DeadLetter } from './patterns/write-back/dead-letters.js';
 export type { UnflushedWrite } from './patterns/writer.js';
 export { memoryTier, type MemoryTierOptions } from './tiers/memory-tier.js';
-export type { Tier, TierEntry, TierCapabilities, Lease } from './tiers/tier.js';
+export type { Tier, TierEntry, TierCapabilities, Lease, WriterSlotClaim } from './tiers/tier.js';
 export { notApplied, type Store, type StoreRecord, type StoreWrite, type WriteOutcome } from './stores/store.js';
 export { sqliteStore, type SqliteStoreOptions } from './stores/sqlite-store.js';
 export {

@@ -23,23 +23,32 @@ export const WRITER_SLOTS = 16;
 
 export class VersionClock {
   private last = 0;
-  /** The slot this clock writes in. */
-  readonly writerId: number;
+  private slot: number;
 
   /** `writerId`: the slot, 0 to 15; a random one when undefined. */
   constructor(
     private readonly clock: Clock,
     writerId?: number,
   ) {
-    this.writerId = writerId ?? randomInt(WRITER_SLOTS);
+    this.slot = writerId ?? randomInt(WRITER_SLOTS);
+  }
+
+  /** The slot this clock writes in. */
+  get writerId(): number {
+    return this.slot;
+  }
+
+  /** Issues later versions in `slot` (0 to 15): one claimed for this process in a shared tier. */
+  moveTo(slot: number): void {
+    this.slot = slot;
   }
 
   /** A version greater than every version issued or observed so far, in this clock's slot. */
   next(): number {
-    const physical = Math.floor(this.clock.now() - EPOCH_MS) * PER_MS + this.writerId;
+    const physical = Math.floor(this.clock.now() - EPOCH_MS) * PER_MS + this.slot;
     if (physical > this.last) return (this.last = physical);
     const after = this.last + 1;
-    return (this.last = after + ((this.writerId - (after % WRITER_SLOTS) + WRITER_SLOTS) % WRITER_SLOTS));
+    return (this.last = after + ((this.slot - (after % WRITER_SLOTS) + WRITER_SLOTS) % WRITER_SLOTS));
   }
 
   /** Makes later versions exceed `version` (seen in a tier, a store or a journal). */

@@ -3,7 +3,7 @@
  * atomic on the server (contract 1: no older version replaces a newer one; contract 2: a fill
  * lands only under a lease that no write or invalidation has revoked since).
  *
- * Each script touches exactly two keys, the entry and its lease, both declared in KEYS and
+ * Each entry script touches exactly two keys, the entry and its lease, both declared in KEYS and
  * sharing one hash tag (`<prefix>{<key>}` and `<prefix>{<key>}:lease`), so they run on a Redis
  * Cluster too. The exception is the generation marker (a random id that a Redis losing its data
  * loses too), checked by `setInGeneration` as a third key: on a single Redis the one marker
@@ -243,6 +243,34 @@ end
 return ids
 `;
 
-export const REDIS_SCRIPTS = { set, setInGeneration, invalidate, remove, lease, fill, generation } as const;
+/**
+ * writer-slot renewal (redis-writer-slots.ts). KEYS: the slot's key. ARGV: token, lease (ms).
+ * Extends the lease when the token holds the slot, takes the slot again when nobody holds it (a
+ * Redis restarted empty, an expiry during an outage); returns 1 then, 0 when another holds it.
+ */
+const renewWriterSlot: ScriptSource = {
+  numberOfKeys: 1,
+  lua: `
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`,
+};
+
+/** writer-slot release. KEYS: the slot's key. ARGV: token. Deletes the key only if the token holds it. */
+const releaseWriterSlot: ScriptSource = {
+  numberOfKeys: 1,
+  lua: `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`,
+};
+
+export const REDIS_SCRIPTS = { set, setInGeneration, invalidate, remove, lease, fill, generation, renewWriterSlot, releaseWriterSlot } as const;
 
 export type RedisScriptName = keyof typeof REDIS_SCRIPTS;

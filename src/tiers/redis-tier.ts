@@ -48,12 +48,14 @@ import { createRequire } from 'node:module';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { systemClock, type Clock } from '../clock.js';
 import { encodeValue } from '../codec.js';
+import { toMs, type Duration } from '../duration.js';
 import { CachewiseError } from '../errors.js';
 import { withTimeout } from '../util/timeout.js';
 import { decodeEntry } from './redis-entry-text.js';
 import { REDIS_SCRIPTS, type RedisScriptName } from './redis-scripts.js';
 import { isGenerationId, SlotMarkers } from './redis-slot-generations.js';
-import type { Lease, Tier, TierCapabilities, TierEntry } from './tier.js';
+import type { Lease, Tier, TierCapabilities, TierEntry, WriterSlotClaim } from './tier.js';
+import { DEFAULT_WRITER_SLOT_LEASE_MS, RedisWriterSlotClaim } from './redis-writer-slots.js';
 
 /** A client of ioredis 5: a single Redis (or Sentinel-managed) connection, or a Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -91,6 +93,11 @@ export interface RedisTierOptions {
    * set false only when the server runs `maxmemory-policy noeviction` (see redisEvictionPolicy).
    */
   evicts?: boolean;
+  /**
+   * How long a writer slot claimed in this Redis holds without renewal (createCache claims one
+   * when it has no `writerId` and renews it every third of this). Default 30 s.
+   */
+  writerSlotLease?: Duration;
 }
 
 const DEFAULT_PREFIX = 'cw:';
@@ -101,7 +108,7 @@ const SCAN_COUNT = 1000;
 const MAX_TTL_MS = 1e15;
 /** How long redisEvictionPolicy waits for CONFIG GET. */
 const CONFIG_TIMEOUT_MS = 2000;
-const KNOWN_OPTIONS = new Set(['client', 'url', 'redisOptions', 'ownsClient', 'prefix', 'clock', 'evicts']);
+const KNOWN_OPTIONS = new Set(['client', 'url', 'redisOptions', 'ownsClient', 'prefix', 'clock', 'evicts', 'writerSlotLease']);
 const ENTRY_KINDS = new Set<string>(['value', 'absent', 'tombstone']);
 
 /** Defaults of the client that the tier creates from a URL (see RedisTierOptions.url). */
@@ -132,6 +139,7 @@ class RedisTier implements Tier {
   private readonly clock: Clock;
   /** ioredis method name of each script, defined on the client. */
   private readonly scripts: Record<RedisScriptName, string>;
+  private readonly writerSlotLeaseMs: number;
   private closed = false;
   /** The latest read of the generation marker, settled (never rejects). Single Redis only. */
   private markerRead: Promise<void> | undefined;
@@ -148,6 +156,7 @@ class RedisTier implements Tier {
     const settings = validateOptions(options);
     this.prefix = settings.prefix;
     this.clock = settings.clock;
+    this.writerSlotLeaseMs = settings.writerSlotLeaseMs;
     if (settings.url !== undefined) {
       this.client = createClient(settings.url, settings.redisOptions);
       this.ownsClient = true;
@@ -274,6 +283,20 @@ class RedisTier implements Tier {
 
   evictionPolicy(): Promise<string> {
     return redisEvictionPolicy(this.client);
+  }
+
+  writerSlots(slots: number): WriterSlotClaim {
+    this.assertOpen();
+    return new RedisWriterSlotClaim(
+      {
+        setIfAbsent: async (key, token, leaseMs) => (await this.client.set(key, token, 'PX', leaseMs, 'NX')) === 'OK',
+        renew: async (key, token, leaseMs) => applied(await this.call([this.scripts.renewWriterSlot, key, token, String(leaseMs)])),
+        release: async (key, token) => void (await this.call([this.scripts.releaseWriterSlot, key, token])),
+      },
+      this.prefix,
+      slots,
+      this.writerSlotLeaseMs,
+    );
   }
 
   async clear(): Promise<void> {
@@ -618,6 +641,7 @@ interface Settings {
   prefix: string;
   clock: Clock;
   evicts: boolean;
+  writerSlotLeaseMs: number;
 }
 
 function validateOptions(options: RedisTierOptions): Settings {
@@ -652,7 +676,9 @@ function validateOptions(options: RedisTierOptions): Settings {
   if (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function') {
     throw invalidOption('clock', 'clock must be an object with a now() method', 'pass a Clock, or leave clock unset for the system clock');
   }
-  return { client, url, redisOptions, ownsClient, prefix, clock, evicts };
+  const writerSlotLeaseMs = Math.round(toMs(options.writerSlotLease ?? DEFAULT_WRITER_SLOT_LEASE_MS, 'writerSlotLease'));
+  if (writerSlotLeaseMs < 30) throw invalidOption('writerSlotLease', `writerSlotLease must be at least 30 ms, got ${writerSlotLeaseMs} ms`, "pass e.g. '30s' (the default), or leave it out");
+  return { client, url, redisOptions, ownsClient, prefix, clock, evicts, writerSlotLeaseMs };
 }
 
 function invalidOption(option: string, message: string, remedy: string, cause?: unknown): CachewiseError {

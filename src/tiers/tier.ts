@@ -121,9 +121,30 @@ export interface Tier {
    */
   evictionPolicy?(): Promise<string>;
 
+  /**
+   * Shared tiers: a claim on one of `slots` writer slots (the low bits of versions), unique among
+   * the processes sharing the tier while they hold it. createCache claims one when no `writerId`
+   * is given, renews it every third of its lease and releases it on close.
+   */
+  writerSlots?(slots: number): WriterSlotClaim;
+
   /** Drops everything this tier holds for this cache. */
   clear(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A writer slot held in a shared tier (Tier.writerSlots). */
+export interface WriterSlotClaim {
+  /** The slot held now, or undefined when none is. */
+  readonly slot: number | undefined;
+  /** How long a claim or renewal holds the slot (ms). */
+  readonly leaseMs: number;
+  /** Takes a free slot; resolves to it, or to undefined when every slot is held. */
+  claim(): Promise<number | undefined>;
+  /** Extends the lease; when another process took the slot meanwhile, claims a free one. Resolves to the slot held after it. */
+  renew(): Promise<number | undefined>;
+  /** Gives the slot back. */
+  release(): Promise<void>;
 }
 
 /** Whether `next` may replace `current` under the version rules above. */

@@ -30,7 +30,7 @@ import { toMs, type Duration } from '../duration.js';
 import { CachewiseError } from '../errors.js';
 import type { Invalidation, InvalidationBus } from './invalidation-bus.js';
 import { memoryTier } from './memory-tier.js';
-import type { Lease, Tier, TierEntry } from './tier.js';
+import type { Lease, Tier, TierEntry, WriterSlotClaim } from './tier.js';
 
 export interface TwoTierOptions {
   /** The shared tier (a redisTier). */
@@ -52,6 +52,7 @@ export function twoTier(options: TwoTierOptions): Tier {
 class TwoTier implements Tier {
   readonly kind: string;
   readonly capabilities;
+  readonly writerSlots?: (slots: number) => WriterSlotClaim;
   private readonly l1: Tier;
   private readonly l2: Tier;
   private readonly bus: InvalidationBus;
@@ -77,6 +78,8 @@ class TwoTier implements Tier {
     }
     this.l2 = options.l2;
     this.bus = options.bus;
+    // Instances sharing L2 share its writer slots.
+    if (this.l2.writerSlots) this.writerSlots = this.l2.writerSlots.bind(this.l2);
     this.l1MaxTtlMs = toMs(options.l1MaxTtl ?? '1m', 'l1MaxTtl');
     this.kind = `two-tier(${this.l1.kind}+${this.l2.kind})`;
     const writeWaitMs = this.bus.publishWaitMs;

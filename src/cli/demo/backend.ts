@@ -113,7 +113,9 @@ export async function openCache(spec: BackendSpec, part: Part, store: Store, opt
   let tier: Tier | undefined;
   try {
     tier = openTier(spec, part);
-    return await createCache({ tier, store, ...(options.journal === true ? { journal: fileJournal(journalPath(spec, part)) } : {}) });
+    // The demo's caches write one after another: one writer slot, none claimed in Redis (a child
+    // killed with SIGKILL would leave its claim there until the lease ran out).
+    return await createCache({ tier, store, writerId: 0, ...(options.journal === true ? { journal: fileJournal(journalPath(spec, part)) } : {}) });
   } catch (error) {
     await Promise.allSettled([tier?.close(), store.close()]);
     throw error;
