@@ -5,7 +5,8 @@
  * write-around, a short-TTL read-through and a write-back (sets only) collection, for a few
  * seconds, all three at once.
  * The parent merges the three histories (one machine-wide monotonic clock) and checks that no
- * read that began after a write of its key resolved returned an older version. The same on a
+ * read that began after a write of its key resolved returned an older version, and that the
+ * processes wrote in different writer slots, claimed in the shared Redis. The same on a
  * 3-master Redis Cluster that this file starts.
  */
 import { after, before, describe, test, type TestContext } from 'node:test';
@@ -119,6 +120,15 @@ async function runProcesses(t: TestContext, tier: ChildConfig['tier'], cluster?:
   }
 
   const histories = configs.map((c) => JSON.parse(readFileSync(c.historyFile, 'utf8')) as ChildHistory);
+  // Each process claimed its writer slot in the shared tier (no writerId): all its versions carry
+  // that slot, and no two processes share one.
+  const slots = histories.map((h) => [...new Set(h.ops.filter((op) => op.kind === 'set' && op.version !== undefined).map((op) => op.version! % 16))]);
+  t.diagnostic(`${where} tier: writer slots ${slots.map((s) => s.join('+')).join(', ')}`);
+  assert.ok(
+    slots.every((s) => s.length === 1),
+    `each process writes in one slot: ${JSON.stringify(slots)}`,
+  );
+  assert.equal(new Set(slots.map((s) => s[0])).size, histories.length, `the processes hold different slots: ${JSON.stringify(slots)}`);
   const verdicts = checkMerged(histories);
   for (const v of verdicts) {
     const stale = v.violations.filter((x) => x.kind === 'stale').length;

@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     tier = twoTier({ l2, bus });
   }
   const store = postgresStore({ connectionString: config.databaseUrl, schema: config.schema });
-  const cache = await createCache({ tier, store, writerId: config.index }); // its own slot: no two processes issue one version
+  const cache = await createCache({ tier, store }); // no writerId: each process claims a slot in the shared Redis
   const collections = new Map<string, Collection<{ writer: number; seq: number }>>();
   for (const c of COLLECTIONS) collections.set(c.name, cache.collection(c.name, c.policy));
   const deadline = Date.now() + 10_000;
