@@ -81,9 +81,10 @@ export interface RedisTierOptions {
   /** Quit the `client` on close(), as if the tier had created it. Default false. */
   ownsClient?: boolean;
   /**
-   * Prefix of every key of this tier; clear() deletes exactly the keys under it. Non-empty, at
-   * most 128 characters, without `{` or `}` (the tier adds the hash tag). Default `'cw:'`.
-   * Give each cache sharing a Redis its own prefix.
+   * Prefix of every key of this tier; clear() deletes its cached entries and generation marker,
+   * not the writer-slot claims (`<prefix>writer:<n>`) of caches still open. Non-empty, at most
+   * 128 characters, without `{` or `}` (the tier adds the hash tag). Default `'cw:'`. Give each
+   * cache sharing a Redis its own prefix; the processes of one cache share it.
    */
   prefix?: string;
   /** Time source for TTLs (staleUntil - now) and for dropping expired entries on read. Default: the system clock. */
