@@ -103,6 +103,27 @@ describe('writer slots claimed in a shared Redis', { skip }, () => {
     }
   });
 
+  test('a slot taken by another process while every other slot is held: the cache says so and goes on unclaimed, until a slot frees up', { timeout: 60_000 }, async () => {
+    const g = group();
+    try {
+      const caches = [];
+      for (let i = 0; i < WRITER_SLOTS; i++) caches.push(await g.cache());
+      const loser = caches[0]!;
+      const events = slotEvents(loser);
+      const lost = loser.writerId;
+      await g.admin.set(g.slotKey(lost), 'another process', 'PX', 60_000);
+      await waitFor(() => loser.writerIdSource === 'random', 5_000, 'the cache to give up its claim');
+      assert.deepEqual(events, [{ slot: lost, previous: lost, claimed: false }]);
+      const freed = caches[5]!.writerId;
+      await caches[5]!.close();
+      await waitFor(() => loser.writerIdSource === 'claimed', 5_000, 'the cache to claim the freed slot');
+      assert.equal(loser.writerId, freed);
+      assert.deepEqual(events.at(-1), { slot: freed, previous: lost, claimed: true });
+    } finally {
+      await g.end();
+    }
+  });
+
   test('a slot key gone (Redis restarted empty, or the lease ran out unseen): the renewal takes the same slot again', { timeout: 30_000 }, async () => {
     const g = group();
     try {
