@@ -246,6 +246,23 @@ describe('write-back: dead letters (contract 5)', () => {
     });
   });
 
+  test('flush() reports a write that went to the dead letters before it was called, once', async () => {
+    await withWriteBack<Item>({ flush: { maxDelay: '10ms' } }, async (f) => {
+      f.store.poisoned.add('bad');
+      const dead = new Promise((resolve) => f.cache.events.once('dead-letter', resolve));
+      await f.items.set('bad', { n: 1 });
+      await f.items.set('good', { n: 2 });
+      await f.driveUntil(dead); // flushed and dead-lettered with no flush() waiting
+      await assert.rejects(f.items.flush(), (error: unknown) => {
+        assert.ok(isCachewiseError(error, 'E_FLUSH_INCOMPLETE'));
+        assert.deepEqual((error.details.failed as { key: string }[]).map((x) => x.key), ['bad']);
+        return true;
+      });
+      await f.items.flush(); // reported once: nothing failed since
+      assert.deepEqual(await f.dbValue('good'), { n: 2 });
+    });
+  });
+
   test('persisted() of a dead-lettered write rejects with the reason', async () => {
     await withWriteBack<Item>({ flush: { maxDelay: '10ms' } }, async (f) => {
       f.store.poisoned.add('bad');

@@ -80,6 +80,16 @@ interface RoomWaiter {
 /** Per-entry overhead counted against maxBytes besides the JSON text. */
 const ENTRY_OVERHEAD_BYTES = 64;
 
+/** A write that went to the dead letters, as flush() reports it. */
+interface Failure {
+  readonly key: string;
+  readonly version: number;
+  readonly reason: string;
+}
+
+/** Dead letters kept for the next flush() to list; beyond, only counted. */
+const MAX_UNREPORTED = 1000;
+
 export class WriteBackQueue {
   /**
    * Every key with a write waiting or in flight, and keys that had one (both fields undefined):
@@ -103,6 +113,13 @@ export class WriteBackQueue {
   private retriedInPending = 0;
   private batchesInFlight = 0;
   private forcing = 0;
+  /**
+   * Writes that went to the dead letters while no flush() waited for them: the next flush()
+   * reports them (it promises every write accepted before it is in the database), then forgets
+   * them. At most MAX_UNREPORTED are listed; the rest are counted.
+   */
+  private unreported: Failure[] = [];
+  private unreportedMore = 0;
   private closed = false;
   /** Set when close() has reported: nothing is sent any more. */
   private stopped = false;
@@ -283,14 +300,18 @@ export class WriteBackQueue {
 
   /**
    * Resolves when every write accepted so far is in the database; rejects with
-   * E_FLUSH_INCOMPLETE listing the writes that went to the dead letters, or E_TIMEOUT.
+   * E_FLUSH_INCOMPLETE listing the writes that went to the dead letters (those that went there
+   * before the call too, unless an earlier flush() reported them), or E_TIMEOUT.
    */
   async flush(timeoutMs = Infinity): Promise<void> {
     // A key both in flight and pending again is done when its pending write is.
     const writes: PendingWrite[] = [];
     for (const batch of this.sending) for (const queued of batch) if (queued.pending === undefined) writes.push(queued.inflight as PendingWrite);
     for (const w of this.pendingWrites()) writes.push(w);
-    await this.waitFor(writes, timeoutMs, true);
+    const earlier = this.unreported.splice(0);
+    const earlierMore = this.unreportedMore;
+    this.unreportedMore = 0;
+    await this.waitFor(writes, timeoutMs, true, earlier, earlierMore);
   }
 
   /**
@@ -302,6 +323,7 @@ export class WriteBackQueue {
     if (current === undefined || current.version < version) {
       const letter = this.deadLetters.find(this.ctx.name, key, version);
       if (letter === undefined) return;
+      this.unreported = this.unreported.filter((f) => f.key !== key || f.version !== letter.version);
       throw new CachewiseError(
         'E_FLUSH_INCOMPLETE',
         `the write of key "${key}" (version ${version}) went to the dead letters: ${letter.reason}`,
@@ -418,8 +440,8 @@ export class WriteBackQueue {
   }
 
   /** Resolves when every write of `writes` (or one that replaced it) has left the queue. */
-  private waitFor(writes: readonly PendingWrite[], timeoutMs: number, force: boolean): Promise<void> {
-    if (writes.length === 0) return Promise.resolve();
+  private waitFor(writes: readonly PendingWrite[], timeoutMs: number, force: boolean, earlier: readonly Failure[] = [], earlierMore = 0): Promise<void> {
+    if (writes.length === 0) return earlier.length === 0 ? Promise.resolve() : Promise.reject(this.incomplete([...earlier], earlierMore));
     if (this.stopped) {
       return Promise.reject(
         new CachewiseError('E_CLOSED', `collection "${this.ctx.name}" is closed; ${writes.length} write(s) were not flushed`, 'close() reported them; write them again on a new cache', {
@@ -431,7 +453,7 @@ export class WriteBackQueue {
       let cancelTimeout: (() => void) | undefined;
       let finished = false;
       let remaining = writes.length;
-      const failed: { key: string; version: number; reason: string }[] = [];
+      const failed: Failure[] = [...earlier];
       const release = keepAlive();
       const finish = (error?: Error) => {
         finished = true;
@@ -447,16 +469,7 @@ export class WriteBackQueue {
           if (failure !== undefined) failed.push({ key: w.key, version: w.version, reason: failure });
           if (--remaining > 0) return;
           if (failed.length === 0) return finish();
-          const shown = failed.slice(0, 5).map((f) => `"${f.key}" (${f.reason})`);
-          if (failed.length > 5) shown.push(`${failed.length - 5} more`);
-          finish(
-            new CachewiseError(
-              'E_FLUSH_INCOMPLETE',
-              `${failed.length} write(s) of collection "${this.ctx.name}" could not be written to the database and went to the dead letters: ${shown.join(', ')}`,
-              'inspect cache.deadLetters() for the reasons, fix the data or the database, and write them again',
-              { details: { collection: this.ctx.name, failed } },
-            ),
-          );
+          finish(this.incomplete(failed, earlierMore));
         },
       };
       for (const w of writes) {
@@ -519,7 +532,10 @@ export class WriteBackQueue {
   /** Tells the waiters of `w` that it left the queue (failure: it went to the dead letters). */
   private settle(w: PendingWrite, failure?: string): void {
     const waiters = w.waiters;
-    if (waiters === undefined) return;
+    if (waiters === undefined) {
+      if (failure !== undefined) this.keepUnreported({ key: w.key, version: w.version, reason: failure });
+      return;
+    }
     w.waiters = undefined;
     for (const waiter of waiters) waiter.settled(w, failure);
   }
@@ -699,6 +715,24 @@ export class WriteBackQueue {
         .catch(() => this.ctx.protect(w.key, undefined));
     }
     this.settle(w, reason);
+  }
+
+  private keepUnreported(failure: Failure): void {
+    if (this.unreported.length < MAX_UNREPORTED) this.unreported.push(failure);
+    else this.unreportedMore++;
+  }
+
+  /** E_FLUSH_INCOMPLETE for writes that went to the dead letters (`more`: others not listed). */
+  private incomplete(failed: Failure[], more: number): CachewiseError {
+    const total = failed.length + more;
+    const shown = failed.slice(0, 5).map((f) => `"${f.key}" (${f.reason})`);
+    if (total > 5) shown.push(`${total - 5} more`);
+    return new CachewiseError(
+      'E_FLUSH_INCOMPLETE',
+      `${total} write(s) of collection "${this.ctx.name}" could not be written to the database and went to the dead letters: ${shown.join(', ')}`,
+      'inspect cache.deadLetters() for the reasons, fix the data or the database, and write them again',
+      { details: { collection: this.ctx.name, failed, ...(more > 0 ? { notListed: more } : {}) } },
+    );
   }
 
   /** Counts, keeps and reports a write that will not reach the database. */
