@@ -148,8 +148,8 @@ export class Cache {
     readonly store: Store,
     private readonly clock: Clock,
     private readonly evictionPolicy: string | undefined,
-    private readonly journal?: Journal,
-    slot: { first: FirstClaim; writerId: number | undefined } = { first: {}, writerId: undefined },
+    private readonly journal: Journal | undefined,
+    slot: { first: FirstClaim; writerId: number | undefined },
   ) {
     this.versions = new VersionClock(clock);
     this.slot = new WriterSlot(this.versions, this.events, slot.first, slot.writerId);

@@ -102,7 +102,7 @@ export class WriterSlot {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     await this.renewing;
-    if (this.claim?.slot === undefined) return;
+    if (this.claim === undefined) return;
     await withTimeout(this.claim.release(), CLAIM_TIMEOUT_MS, 'releasing the writer slot').catch(() => undefined);
   }
 }

@@ -34,10 +34,6 @@ export class RedisWriterSlotClaim implements WriterSlotClaim {
     readonly leaseMs: number,
   ) {}
 
-  get slot(): number | undefined {
-    return this.held;
-  }
-
   /** Takes a free slot, starting from a random one; undefined when all are held. */
   async claim(): Promise<number | undefined> {
     const start = randomInt(this.slots);

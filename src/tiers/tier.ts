@@ -135,15 +135,13 @@ export interface Tier {
 
 /** A writer slot held in a shared tier (Tier.writerSlots). */
 export interface WriterSlotClaim {
-  /** The slot held now, or undefined when none is. */
-  readonly slot: number | undefined;
   /** How long a claim or renewal holds the slot (ms). */
   readonly leaseMs: number;
   /** Takes a free slot; resolves to it, or to undefined when every slot is held. */
   claim(): Promise<number | undefined>;
   /** Extends the lease; when another process took the slot meanwhile, claims a free one. Resolves to the slot held after it. */
   renew(): Promise<number | undefined>;
-  /** Gives the slot back. */
+  /** Gives the slot back, if one is held. */
   release(): Promise<void>;
 }
 

@@ -90,6 +90,14 @@ interface Failure {
 /** Dead letters kept for the next flush() to list; beyond, only counted. */
 const MAX_UNREPORTED = 1000;
 
+/** Failures a flush reports besides those of the writes it waits for: `more` were not kept. */
+interface EarlierFailures {
+  readonly failed: readonly Failure[];
+  readonly more: number;
+}
+
+const NONE_EARLIER: EarlierFailures = { failed: [], more: 0 };
+
 export class WriteBackQueue {
   /**
    * Every key with a write waiting or in flight, and keys that had one (both fields undefined):
@@ -308,10 +316,7 @@ export class WriteBackQueue {
     const writes: PendingWrite[] = [];
     for (const batch of this.sending) for (const queued of batch) if (queued.pending === undefined) writes.push(queued.inflight as PendingWrite);
     for (const w of this.pendingWrites()) writes.push(w);
-    const earlier = this.unreported.splice(0);
-    const earlierMore = this.unreportedMore;
-    this.unreportedMore = 0;
-    await this.waitFor(writes, timeoutMs, true, earlier, earlierMore);
+    await this.waitFor(writes, timeoutMs, true, this.takeUnreported());
   }
 
   /**
@@ -440,8 +445,8 @@ export class WriteBackQueue {
   }
 
   /** Resolves when every write of `writes` (or one that replaced it) has left the queue. */
-  private waitFor(writes: readonly PendingWrite[], timeoutMs: number, force: boolean, earlier: readonly Failure[] = [], earlierMore = 0): Promise<void> {
-    if (writes.length === 0) return earlier.length === 0 ? Promise.resolve() : Promise.reject(this.incomplete([...earlier], earlierMore));
+  private waitFor(writes: readonly PendingWrite[], timeoutMs: number, force: boolean, earlier = NONE_EARLIER): Promise<void> {
+    if (writes.length === 0) return earlier.failed.length === 0 ? Promise.resolve() : Promise.reject(this.incomplete(earlier.failed, earlier.more));
     if (this.stopped) {
       return Promise.reject(
         new CachewiseError('E_CLOSED', `collection "${this.ctx.name}" is closed; ${writes.length} write(s) were not flushed`, 'close() reported them; write them again on a new cache', {
@@ -453,7 +458,7 @@ export class WriteBackQueue {
       let cancelTimeout: (() => void) | undefined;
       let finished = false;
       let remaining = writes.length;
-      const failed: Failure[] = [...earlier];
+      const failed: Failure[] = [...earlier.failed];
       const release = keepAlive();
       const finish = (error?: Error) => {
         finished = true;
@@ -469,7 +474,7 @@ export class WriteBackQueue {
           if (failure !== undefined) failed.push({ key: w.key, version: w.version, reason: failure });
           if (--remaining > 0) return;
           if (failed.length === 0) return finish();
-          finish(this.incomplete(failed, earlierMore));
+          finish(this.incomplete(failed, earlier.more));
         },
       };
       for (const w of writes) {
@@ -722,8 +727,17 @@ export class WriteBackQueue {
     else this.unreportedMore++;
   }
 
+  /** The unreported dead letters, handed to a flush (which reports them) and forgotten. */
+  private takeUnreported(): EarlierFailures {
+    if (this.unreported.length === 0) return NONE_EARLIER;
+    const earlier = { failed: this.unreported, more: this.unreportedMore };
+    this.unreported = [];
+    this.unreportedMore = 0;
+    return earlier;
+  }
+
   /** E_FLUSH_INCOMPLETE for writes that went to the dead letters (`more`: others not listed). */
-  private incomplete(failed: Failure[], more: number): CachewiseError {
+  private incomplete(failed: readonly Failure[], more: number): CachewiseError {
     const total = failed.length + more;
     const shown = failed.slice(0, 5).map((f) => `"${f.key}" (${f.reason})`);
     if (total > 5) shown.push(`${total - 5} more`);
